@@ -1,0 +1,1 @@
+"""I/O to Clerk: the Backend API client and the JWKS cache (real Clerk or the local emulator)."""
