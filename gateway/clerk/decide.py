@@ -172,7 +172,7 @@ def _build_context(
     cookies = request.cookies
     now_ms = int(now * 1000)
     suffix = options.cookie_suffix
-    suffixed = _uses_suffixed_cookies(request, options, now_ms)
+    suffixed = _uses_suffixed_cookies(request, options, now_ms, cache)
 
     def pick(name: str) -> str | None:
         value = cookies.get(f"{name}_{suffix}" if suffixed else name)
@@ -208,7 +208,18 @@ def _authorization_token(value: str | None) -> str | None:
     return token if scheme == "Bearer" else None
 
 
-def _uses_suffixed_cookies(request: RequestView, options: ClerkOptions, now_ms: int) -> bool:
+def _decode_known(token: str | None, cache: VerifiedTokenCache | None) -> DecodedJwt | None:
+    """Decode without verifying, reusing the verified-token cache's decoding when the token is known."""
+    if token and cache is not None:
+        entry = cache.get(token)
+        if entry is not None:
+            return entry.decoded
+    return try_decode(token)
+
+
+def _uses_suffixed_cookies(
+    request: RequestView, options: ClerkOptions, now_ms: int, cache: VerifiedTokenCache | None
+) -> bool:
     """PROTOCOL.md §2.2, rules 1-8 in order."""
     cookies = request.cookies
     suffix = options.cookie_suffix
@@ -216,7 +227,7 @@ def _uses_suffixed_cookies(request: RequestView, options: ClerkOptions, now_ms: 
     suffixed_session = cookies.get(f"__session_{suffix}") or None
     plain_uat = cookies.get("__client_uat") or None
     suffixed_uat = cookies.get(f"__client_uat_{suffix}") or None
-    plain_decoded = try_decode(plain_session)
+    plain_decoded = _decode_known(plain_session, cache)
     if plain_session is not None:
         issuer = plain_decoded.payload.get("iss") if plain_decoded is not None else None
         if not issuer:
@@ -225,7 +236,7 @@ def _uses_suffixed_cookies(request: RequestView, options: ClerkOptions, now_ms: 
             return True
     if suffixed_uat is None and suffixed_session is None:
         return False
-    suffixed_decoded = try_decode(suffixed_session)
+    suffixed_decoded = _decode_known(suffixed_session, cache)
     if suffixed_uat != "0" and plain_uat != "0" and _iat(plain_decoded) > _iat(suffixed_decoded):
         return False
     if suffixed_uat == "0" and plain_uat != "0":
@@ -397,7 +408,7 @@ def _authenticate_cookies(context: _Context) -> Flow:
         return _maybe_handshake(context, "client-uat-but-no-session-token")
 
     try:  # D11
-        decoded = decode_jwt(token)
+        decoded = _decode_known(token, context.cache) or decode_jwt(token)
     except TokenVerificationError as error:
         return (yield from _handle_token_error(context, error, "cookie"))
     if is_non_session_token(decoded):  # D12

@@ -13,6 +13,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import RSAAlgorithm
+from jwt.exceptions import PyJWTError
 
 from gateway.clerk.errors import ClerkProtocolError
 
@@ -50,7 +51,7 @@ def key_set_from_jwks(document: Any) -> KeySet:
             continue
         try:
             key = RSAAlgorithm.from_jwk(json.dumps(dict(entry)))
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError, KeyError, PyJWTError) as error:
             raise ClerkProtocolError(f"A JWKS key could not be parsed: {error}", reason="jwk-remote-invalid") from error
         if isinstance(key, RSAPublicKey):
             keys[entry["kid"]] = key

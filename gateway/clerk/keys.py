@@ -25,14 +25,11 @@ class PublishableKey:
     raw: str
     instance_type: InstanceType
     frontend_api: str
+    cookie_suffix: str
 
     @property
     def is_production(self) -> bool:
         return self.instance_type == "production"
-
-    @property
-    def cookie_suffix(self) -> str:
-        return cookie_suffix(self.raw)
 
 
 def parse_publishable_key(raw: str | None) -> PublishableKey:
@@ -46,7 +43,7 @@ def parse_publishable_key(raw: str | None) -> PublishableKey:
     if decoded is None or not decoded.endswith("$") or "$" in decoded[:-1] or "." not in decoded:
         raise ConfigurationError("CLERK_PUBLISHABLE_KEY", PUBLISHABLE_KEY_ERROR)
     instance: InstanceType = "production" if raw.startswith("pk_live_") else "development"
-    return PublishableKey(raw=raw, instance_type=instance, frontend_api=decoded[:-1])
+    return PublishableKey(raw=raw, instance_type=instance, frontend_api=decoded[:-1], cookie_suffix=cookie_suffix(raw))
 
 
 def make_publishable_key(frontend_api: str, instance_type: InstanceType = "development") -> str:

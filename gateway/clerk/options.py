@@ -5,7 +5,7 @@ Built once at startup by `gateway.settings`; the core never reads the environmen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
@@ -29,7 +29,7 @@ class ClerkOptions:
     """The options `authenticateRequest` takes (PROTOCOL.md §1.2), as plain validated values."""
 
     publishable_key: PublishableKey
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
     jwt_key: RSAPublicKey | None = None
     api_url: str = DEFAULT_API_URL
     api_version: str = "v1"

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from gateway.clerk.cookies import parse_cookie_header
 from gateway.clerk.errors import BadRequestError
-from gateway.clerk.urls import InvalidUrl, first_param, has_param, normalize_url, origin_of, parse_query
+from gateway.clerk.urls import InvalidUrl, first_param, has_param, normalize_url, parse_query
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class RequestView:
                 merged[name] = value
         clerk_url = compute_clerk_url(url, merged)
         parts = urlsplit(clerk_url)
-        origin = origin_of(clerk_url) or ""
+        origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         return cls(
             method=method.upper(),
             url=url,

@@ -39,8 +39,13 @@ SESSION_ID = "sess_2GbDB4enNdCa5vS1zpC3Xzg9tK9"
 AZP = "https://accounts.inspired.puma-74.lcl.dev"
 
 
-@lru_cache(maxsize=4)
 def private_key(name: str = "main") -> RSAPrivateKey:
+    """One RSA key per name for the whole test session (generation is slow)."""
+    return _private_key(name)
+
+
+@lru_cache(maxsize=8)
+def _private_key(name: str) -> RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 

@@ -1,0 +1,89 @@
+"""Drives the core's decision for one request, answering its asks with the Backend API and the JWKS cache.
+
+Shared by the edge, the forward-auth endpoint and `gateway explain`, so that every entry point runs
+the same flow with the same I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from gateway.clerk.asks import Answer, ApiResponse, Ask, FetchHandshakePayload, FetchKeys, KeysAnswer, RefreshSession
+from gateway.clerk.decide import AuthState, authenticate
+from gateway.clerk.jwk import EMPTY_KEY_SET, KeySet
+from gateway.clerk.options import ClerkOptions
+from gateway.clerk.request import RequestView
+from gateway.clerk.verify import VerifiedTokenCache
+from gateway.clerk_api.backend import BackendApi
+from gateway.clerk_api.jwks import JwksCache
+
+
+class Authenticator:
+    """One per process: owns the Backend API client, the JWKS cache and the verified-token cache."""
+
+    def __init__(
+        self,
+        options: ClerkOptions,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        token_cache_size: int = 10_000,
+        jwks_ttl: float = 300.0,
+        jwks_min_refetch_interval: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        self.token_cache = VerifiedTokenCache(token_cache_size)
+        self.backend: BackendApi | None = (
+            BackendApi.from_options(options, client=http_client) if options.secret_key else None
+        )
+        self.jwks: JwksCache | None = (
+            JwksCache(self.backend, ttl=jwks_ttl, min_refetch_interval=jwks_min_refetch_interval)
+            if self.backend is not None and options.jwt_key is None
+            else None
+        )
+
+    @property
+    def keys(self) -> KeySet:
+        return self.jwks.current if self.jwks is not None else EMPTY_KEY_SET
+
+    async def start(self) -> KeysAnswer | None:
+        """Load the JWKS once at startup; a failure is reported, not raised (keys may load later)."""
+        if self.jwks is None:
+            return None
+        return await self.jwks.load()
+
+    async def authenticate(self, request: RequestView, now: float | None = None) -> AuthState:
+        if self.jwks is not None:
+            self.jwks.refresh_in_background_if_stale()
+        flow = authenticate(request, self.options, self.keys, self.clock() if now is None else now,
+                            self.token_cache)
+        try:
+            ask = next(flow)
+            while True:
+                ask = flow.send(await self._perform(ask))
+        except StopIteration as finished:
+            state: AuthState = finished.value
+            return state
+
+    async def _perform(self, ask: Ask) -> Answer:
+        if isinstance(ask, FetchKeys):
+            if self.jwks is None:
+                return KeysAnswer(EMPTY_KEY_SET)
+            return await self.jwks.answer(ask)
+        if self.backend is None:
+            return ApiResponse(status=None)
+        if isinstance(ask, RefreshSession):
+            return await self.backend.refresh_session(ask)
+        if isinstance(ask, FetchHandshakePayload):
+            return await self.backend.handshake_payload(ask)
+        raise TypeError(f"unknown ask {ask!r}")
+
+    async def aclose(self) -> None:
+        if self.jwks is not None:
+            await self.jwks.aclose()
+        if self.backend is not None:
+            await self.backend.aclose()

@@ -1,0 +1,110 @@
+"""`gateway explain`: why did the gateway answer what it answered? ("why am I in a redirect loop?")
+
+Reads requests as JSON lines on stdin and writes one JSON decision a line, running the real flow with
+the configured settings, I/O included (JWKS, refresh and handshake-nonce calls go to the Backend API).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+
+from gateway.clerk.decide import AuthState
+from gateway.clerk.errors import ClerkProtocolError
+from gateway.clerk.request import RequestView
+from gateway.clerk_api.authenticator import Authenticator
+
+EXAMPLE = (
+    '{"method": "GET", "url": "https://app.example.com/x", '
+    '"headers": {"cookie": "__client_uat=1700000000", "sec-fetch-dest": "document"}, "now": 1795406971}'
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (the environment overrides it)")
+    parser.epilog = f"Input, one JSON object a line, e.g.:\n  {EXAMPLE}"
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def run(args: argparse.Namespace) -> int:
+    from gateway.settings_command import load_or_exit
+
+    settings = load_or_exit(args.config, require_upstream=False)
+    return asyncio.run(explain_stream(Authenticator(settings.clerk), sys.stdin, sys.stdout))
+
+
+async def explain_stream(authenticator: Authenticator, lines: Iterable[str], out: TextIO) -> int:
+    """Explain each line; a malformed line gets an `error` object and makes the exit status 1."""
+    failures = 0
+    try:
+        await authenticator.start()
+        for line in lines:
+            if not line.strip():
+                continue
+            result = await explain_line(authenticator, line)
+            failures += "error" in result
+            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            out.flush()
+    finally:
+        await authenticator.aclose()
+    return 1 if failures else 0
+
+
+async def explain_line(authenticator: Authenticator, line: str) -> dict[str, Any]:
+    try:
+        item = json.loads(line)
+        view, now = _request_from_json(item)
+    except (ValueError, TypeError) as error:
+        return {"error": f"invalid input: {error}"}
+    except ClerkProtocolError as error:
+        return {"error": error.message, "reason": error.reason}
+    try:
+        state = await authenticator.authenticate(view, now)
+    except ClerkProtocolError as error:
+        return {"status": "error", "http_status": 400, "reason": error.reason, "message": error.message}
+    return describe(state)
+
+
+def _request_from_json(item: Any) -> tuple[RequestView, float | None]:
+    if not isinstance(item, Mapping):
+        raise TypeError("each line must be a JSON object")
+    url = item.get("url")
+    if not isinstance(url, str) or not url:
+        raise TypeError('"url" (an absolute URL) is required')
+    method = item.get("method", "GET")
+    headers = item.get("headers", {})
+    if not isinstance(method, str) or not isinstance(headers, Mapping):
+        raise TypeError('"method" must be a string and "headers" an object')
+    pairs = [(str(name), str(value)) for name, value in headers.items()]
+    now = item.get("now")
+    if now is not None and (isinstance(now, bool) or not isinstance(now, int | float)):
+        raise TypeError('"now" must be epoch seconds')
+    return RequestView.build(method, url, pairs), (float(now) if now is not None else None)
+
+
+def describe(state: AuthState) -> dict[str, Any]:
+    """The JSON shape of a decision: what the gateway would answer or forward."""
+    headers = {name: value for name, value in state.headers if name != "set-cookie"}
+    claims = state.claims if state.is_signed_in else None
+    return {
+        "status": state.status,
+        "reason": state.reason,
+        "message": state.message,
+        "http_status": 307 if state.location else None,
+        "headers": headers,
+        "set_cookies": state.set_cookies,
+        "auth": None
+        if claims is None
+        else {
+            "user_id": claims.user_id,
+            "session_id": claims.session_id,
+            "org_id": claims.org_id,
+            "org_role": claims.org_role,
+            "org_slug": claims.org_slug,
+            "org_permissions": list(claims.org_permissions),
+        },
+    }

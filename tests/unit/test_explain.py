@@ -1,0 +1,89 @@
+"""`gateway explain`: JSON lines in, one decision a line out, through the real command."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from tests.support.clerk import IAT, PK_LIVE, public_pem, session_token
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def networkless_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CLERK_SECRET_KEY", "CLERK_API_URL", "GATEWAY_UPSTREAM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLERK_PUBLISHABLE_KEY", PK_LIVE)
+    monkeypatch.setenv("CLERK_JWT_KEY", public_pem())
+
+
+def explain(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *lines: object) -> tuple[int, list]:
+    text = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    code = main(["explain"])
+    out = capsys.readouterr().out
+    return code, [json.loads(line) for line in out.splitlines()]
+
+
+def test_explains_a_signed_in_request_with_its_identity(networkless_env: None, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    token = session_token(o={"id": "org_1", "rol": "admin", "slg": "acme"}, v=2)
+    code, (result,) = explain(monkeypatch, capsys, {
+        "method": "GET", "url": "https://app.example.com/x", "now": IAT,
+        "headers": {"cookie": f"__client_uat=1; __session={token}", "sec-fetch-dest": "document"},
+    })
+    assert code == 0
+    assert result["status"] == "signed-in"
+    assert result["auth"]["user_id"] == "user_2GIpXOEpVyJw51rkZn9Kmnc6Sxr"
+    assert (result["auth"]["org_id"], result["auth"]["org_role"], result["auth"]["org_slug"]) == (
+        "org_1", "org:admin", "acme")
+
+
+def test_explains_why_a_navigation_is_sent_to_the_handshake(networkless_env: None,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, (result,) = explain(monkeypatch, capsys, {
+        "url": "https://app.example.com/x", "now": IAT + 3600,
+        "headers": {"cookie": f"__client_uat=1; __session={session_token()}", "sec-fetch-dest": "document"},
+    })
+    assert code == 0
+    assert (result["status"], result["reason"], result["http_status"]) == (
+        "handshake", "session-token-expired-refresh-non-eligible-no-refresh-cookie", 307)
+    assert result["headers"]["location"].startswith("https://clerk.inspired.puma-74.lcl.dev/v1/client/handshake?")
+    assert result["set_cookies"] == ["__clerk_redirect_count=1; SameSite=Lax; HttpOnly; Max-Age=2"]
+    assert result["message"].startswith("JWT is expired.")
+    assert result["auth"] is None
+
+
+def test_a_malformed_line_is_reported_and_the_rest_still_explained(networkless_env: None,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, results = explain(monkeypatch, capsys, "{not json", {"url": "https://app.example.com/"},
+                            {"url": "https://app.example.com/", "headers": "nope"})
+    assert code == 1
+    assert "error" in results[0] and "error" in results[2]
+    assert (results[1]["status"], results[1]["reason"]) == ("signed-out", "session-token-and-uat-missing")
+
+
+def test_explain_without_a_publishable_key_stops_with_one_clear_line() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "gateway", "explain"], input="", capture_output=True, text=True, cwd=REPO,
+        env={"PATH": "/usr/bin:/bin"}, timeout=60,
+    )
+    assert completed.returncode == 2
+    assert "CLERK_PUBLISHABLE_KEY" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_core_benchmark_smoke_mode_runs() -> None:
+    completed = subprocess.run([sys.executable, "bench/core_verify.py", "--smoke"], capture_output=True, text=True,
+                               cwd=REPO, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "core verify, repeat" in completed.stdout
