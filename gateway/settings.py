@@ -799,6 +799,11 @@ class GatewaySettings:
         16384, integer(1), env="GATEWAY_MAX_HEADER_BYTES", help="Largest request header block accepted."
     )
     max_url_length: int = setting(8192, integer(1), env="GATEWAY_MAX_URL_LENGTH", help="Longest URL accepted.")
+    refresh_any_method: bool = setting(
+        True, parse_boolean, env="GATEWAY_REFRESH_ANY_METHOD",
+        help="Refresh an expired session token on any method, not only GET, so pages without Clerk's browser "
+        "SDK keep working past the token lifetime (fetch/XHR POSTs); `false` keeps Clerk's GET-only rule.",
+    )  # fmt: skip
     assertion_key: PemKey[PrivateKeyTypes] | None = setting(
         None, parse_private_key_file, env="GATEWAY_ASSERTION_KEY",
         help="Path of a PEM private key; when set, a signed identity assertion is sent to the app.",
@@ -887,7 +892,7 @@ def load_settings(
         problems.append("GATEWAY_UPSTREAM: missing; set the http(s) URL of the app to proxy to")
     if problems:
         raise SettingsError(problems)
-    return Settings(clerk=_clerk_options(clerk), clerk_settings=clerk, gateway=gateway, config_path=path)
+    return Settings(clerk=_clerk_options(clerk, gateway), clerk_settings=clerk, gateway=gateway, config_path=path)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -983,7 +988,7 @@ def _origin_of(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or ""), parts.port or default_port
 
 
-def _clerk_options(clerk: ClerkSettings) -> ClerkOptions:
+def _clerk_options(clerk: ClerkSettings, gateway: GatewaySettings) -> ClerkOptions:
     assert clerk.publishable_key is not None  # guaranteed by validation
     verification_key = clerk.verification_key
     return ClerkOptions(
@@ -1003,4 +1008,5 @@ def _clerk_options(clerk: ClerkSettings) -> ClerkOptions:
         satellite_auto_sync=clerk.satellite_auto_sync,
         organization_sync=clerk.organization_sync_options,
         frontend_api_url=clerk.frontend_api_url,
+        refresh_any_method=gateway.refresh_any_method,
     )

@@ -38,3 +38,22 @@ def _default_text(spec: SettingSpec) -> str:
     if isinstance(default, float) and default.is_integer():
         return f"`{int(default)}`"
     return f"`{default}`"
+
+
+START_MARKER = "<!-- reference:start -->"
+END_MARKER = "<!-- reference:end -->"
+
+
+def with_reference(readme: str) -> str:
+    """The README text with the generated reference placed between its markers."""
+    head, _, rest = readme.partition(START_MARKER)
+    _, _, tail = rest.partition(END_MARKER)
+    return f"{head}{START_MARKER}\n{render_reference_markdown()}{END_MARKER}{tail}"
+
+
+if __name__ == "__main__":  # python -m gateway.settings_reference README.md  (rewrites the reference)
+    import sys
+    from pathlib import Path
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    target.write_text(with_reference(target.read_text()))

@@ -49,6 +49,13 @@ class SessionClaims:
         }
 
 
+def _js_truthy(value: Any) -> bool:
+    """JavaScript truthiness: objects and arrays are truthy even when empty."""
+    if isinstance(value, dict | list):
+        return True
+    return bool(value)
+
+
 def _string(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -60,7 +67,7 @@ def parse_claims(payload: dict[str, Any]) -> SessionClaims:
     org_slug: str | None
     permissions: tuple[str, ...]
     organization = payload.get("o")
-    if payload.get("v") == 2 and organization:
+    if payload.get("v") == 2 and _js_truthy(organization):
         org = organization if isinstance(organization, dict) else {}
         org_id = _string(org.get("id"))
         org_slug = _string(org.get("slg"))

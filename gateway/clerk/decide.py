@@ -347,9 +347,8 @@ def _authenticate_header(context: _Context) -> Flow:
         verified = yield from verify_token(token, context.options, context.ring, context.now_ms, context.cache, decoded)
     except (TokenVerificationError, KeyTransportError) as error:
         return (yield from _handle_token_error(context, error, "header"))
-    if verified.claims is None:
-        # Clerk stays signed-in here and its `toAuth()` throws later (a 500); fail closed instead.
-        return _signed_out("unexpected-error")
+    # Row B2 does not parse claims: a token with malformed organization claims stays signed-in here
+    # with `claims` None (Clerk's later `toAuth()` throws); the edge treats a missing identity as signed out.
     return _signed_in(context, verified, carrier="header")
 
 
@@ -543,7 +542,7 @@ def _handle_token_error(context: _Context, error: ClerkProtocolError, carrier: C
     request = context.request
     refresh_error: str | None = None
     if error.reason == "token-expired":
-        if request.method != "GET":
+        if request.method != "GET" and not context.options.refresh_any_method:
             refresh_error = "non-eligible-non-get"
         elif context.refresh_cookie is None:
             refresh_error = "non-eligible-no-refresh-cookie"

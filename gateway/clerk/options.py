@@ -46,6 +46,10 @@ class ClerkOptions:
     # Where the Frontend API really answers when it is not https://<host from the key>, e.g. an
     # http emulator on loopback. Used for the handshake URL base only; `iss` checks keep the key's host.
     frontend_api_url: str | None = None
+    # Clerk refreshes an expired token only on GET (PROTOCOL.md §3.3). Apps without Clerk's browser SDK
+    # never refresh tokens themselves, so their fetch/XHR POSTs would be signed out after a minute:
+    # the gateway extends the refresh to every method when this is set (the edge turns it on).
+    refresh_any_method: bool = False
 
     @property
     def is_production(self) -> bool:

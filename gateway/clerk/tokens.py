@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -63,8 +65,22 @@ class DecodedJwt:
         return kid if isinstance(kid, str) and kid else None
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+
+
 def _b64url_decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    """Strict base64url (padding optional): `+`, `/` or stray bytes make the token undecodable, as in Clerk."""
+    if _BASE64URL.fullmatch(segment) is None:
+        raise ValueError("not base64url")
+    stripped = segment.rstrip("=")
+    decoded = base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != stripped.encode("ascii"):
+        raise ValueError("non-canonical base64url (unused bits set)")
+    return decoded
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def decode_jwt(token: str) -> DecodedJwt:
@@ -75,8 +91,8 @@ def decode_jwt(token: str) -> DecodedJwt:
             "token-invalid", "Invalid JWT form. A JWT consists of three parts separated by dots."
         )
     try:
-        header = json.loads(_b64url_decode(parts[0]))
-        payload = json.loads(_b64url_decode(parts[1]))
+        header = json.loads(_b64url_decode(parts[0]), parse_constant=_reject_constant)
+        payload = json.loads(_b64url_decode(parts[1]), parse_constant=_reject_constant)
         signature = _b64url_decode(parts[2])
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as error:
         raise TokenVerificationError(
@@ -104,16 +120,38 @@ def is_non_session_token(decoded: DecodedJwt) -> bool:
     subject = decoded.payload.get("sub")
     if isinstance(subject, str) and subject.startswith("mch_"):
         return True
-    if decoded.header.get("typ") in MACHINE_TYPES:
+    typ = decoded.header.get("typ")
+    if isinstance(typ, str) and typ in MACHINE_TYPES:
         return True
-    return "cat" in decoded.header and decoded.header["cat"] not in SESSION_CATEGORIES
+    if "cat" not in decoded.header:
+        return False
+    category = decoded.header["cat"]
+    return not isinstance(category, str) or category not in SESSION_CATEGORIES
 
 
 def js_json(value: Any, present: bool = True) -> str:
     """`JSON.stringify` as Clerk's messages print claims (`undefined` when absent)."""
     if not present:
         return "undefined"
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(_js_numbers(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def _js_numbers(value: Any) -> Any:
+    """JavaScript prints whole floats without `.0`."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_js_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _js_numbers(item) for key, item in value.items()}
+    return value
+
+
+def whole_seconds_ms(value: int | float) -> float:
+    """A claim truncated toward zero to whole seconds, in milliseconds (infinite values stay infinite)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    return float(int(value) * 1000)
 
 
 def utc_string(epoch_ms: float) -> str:
@@ -204,7 +242,7 @@ def check_claims(
             ACTION_VALID_JWT,
         )
     assert exp is not None
-    exp_ms = int(exp) * 1000
+    exp_ms = whole_seconds_ms(exp)
     if exp_ms <= now_ms - clock_skew_ms:
         raise TokenVerificationError(
             "token-expired",
@@ -233,7 +271,7 @@ def check_claims(
                 f"Invalid JWT {label} claim ({claim}) {js_json(value)}. Expected number.",
                 ACTION_VALID_JWT,
             )
-        value_ms = int(value) * 1000
+        value_ms = whole_seconds_ms(value)
         if value_ms > now_ms + clock_skew_ms:
             raise TokenVerificationError(reason, template.format(d=utc_string(value_ms), n=utc_string(now_ms)))
 

@@ -127,7 +127,7 @@ def verify_token(
         entry = cache.get(token)
         if entry is not None:
             current_key = options.jwt_key if options.jwt_key is not None else ring.keys.get(entry.decoded.kid)
-            if current_key is entry.key:
+            if current_key is entry.key or (current_key is not None and current_key == entry.key):
                 try:
                     _check_request_claims(entry.decoded, options, now_ms, skew)
                 except TokenVerificationError:

@@ -1,0 +1,424 @@
+"""The Frontend API app: what a browser, clerk-js and the gateway's handshake redirects talk to.
+
+Client identification follows Clerk: production clients by the HttpOnly `__client` cookie on the
+FAPI host, development clients by the dev-browser token (`__clerk_db_jwt` query parameter, or the
+cookie of the same name). Responses of client endpoints use the `{"response", "client"}` envelope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from litestar import Litestar, Request, delete, get, post, route
+from litestar.params import FromPath
+from litestar.response.base import ASGIResponse
+from litestar.types import ASGIApp
+
+from gateway.emulator.asgi import BrowserFacing
+from gateway.emulator.cookies import TEN_YEARS, CookieSpec
+from gateway.emulator.errors import EXCEPTION_HANDLERS, ClerkAPIError, not_found, param_invalid, signed_out
+from gateway.emulator.handshake import HandshakeRequest, answer_handshake
+from gateway.emulator.hosted import hosted_routes
+from gateway.emulator.instance import Instance
+from gateway.emulator.responses import json_reply, redirect
+from gateway.emulator.serializers import environment, fapi_client, fapi_session, fapi_sign_in
+from gateway.emulator.state import Client, LinkRequest, Session
+from gateway.emulator.tokens import mint_session_token
+from gateway.emulator.urls import absolute_http_url, origin_of
+from gateway.emulator.web import AnyRequest, body_params, fapi_context, query_pairs, query_param, text_param
+
+HANDSHAKE_PATH = "/v1/client/handshake"
+
+
+def dev_browser_missing() -> ClerkAPIError:
+    return ClerkAPIError(
+        401,
+        "dev_browser_unauthenticated",
+        "Browser unauthenticated",
+        "Unable to authenticate this browser for your development instance. Pass __clerk_db_jwt.",
+    )
+
+
+@dataclass(slots=True)
+class ClientLookup:
+    client: Client | None
+    dev_browser: str | None
+    set_cookies: list[str] = field(default_factory=list)
+
+
+class Fapi:
+    """Request-level operations shared by the FAPI handlers and the hosted pages."""
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+        self.config = instance.config
+        self.state = instance.state
+
+    def client_cookie(self, client: Client, base_url: str) -> str:
+        secure = base_url.startswith("https:")
+        value = self.state.new_client_cookie(client)
+        return CookieSpec("__client", value, max_age=TEN_YEARS, http_only=True, secure=secure).header()
+
+    def uat_cookie(self, client: Client) -> str:
+        """`__client_uat` on the parent domain, so the app sees the sign-in state change (production)."""
+        return CookieSpec(
+            "__client_uat", str(client.signed_in_at), max_age=TEN_YEARS, domain=self.config.cookie_domain
+        ).header()
+
+    def find_client(self, request: AnyRequest, *, create: bool, dev_token: str | None = None) -> ClientLookup:
+        if not self.config.production:
+            token = dev_token or query_param(request, "__clerk_db_jwt") or request.cookies.get("__clerk_db_jwt")
+            client = self.state.client_for_dev_browser(token)
+            if client is None:
+                if not create:
+                    raise dev_browser_missing()
+                token, client = self.state.new_dev_browser()
+            return ClientLookup(client, token)
+        client = self.state.client_for_cookie(request.cookies.get("__client"))
+        if client is None and create:
+            client = self.state.new_client()
+            base_url = fapi_context(request, self.config).base_url
+            return ClientLookup(client, None, [self.client_cookie(client, base_url)])
+        return ClientLookup(client, None)
+
+    def client_session(self, client: Client | None, session_id: str) -> Session:
+        session = self.state.session(session_id)
+        if client is None or session is None or session.id not in client.session_ids:
+            raise not_found("session")
+        return session
+
+    def client_json(self, client: Client | None) -> dict[str, Any] | None:
+        return fapi_client(self.state, client, self.instance.started_at_ms)
+
+    def session_json(self, session: Session) -> dict[str, Any]:
+        return fapi_session(self.state, session, self.instance.started_at_ms)
+
+    def wrapped(self, response: Any, client: Client | None, cookies: list[str] | None = None) -> ASGIResponse:
+        body = {"response": response, "client": self.client_json(client)}
+        return json_reply(body, cookies=cookies or [])
+
+    def sign_out_all(self, client: Client | None) -> None:
+        if client is None:
+            return
+        for session_id in list(client.session_ids):
+            session = self.state.session(session_id)
+            if session is not None and session.status == "active":
+                self.state.end_session(session, "ended")
+
+
+def create_fapi_app(instance: Instance) -> ASGIApp:
+    fapi = Fapi(instance)
+    config, state, keys = instance.config, instance.state, instance.keys
+
+    @get("/v1/health")
+    async def health() -> ASGIResponse:
+        return json_reply({"status": "healthy"})
+
+    @get("/v1/proxy-health")
+    async def proxy_health(request: Request[Any, Any, Any]) -> ASGIResponse:
+        context = fapi_context(request, config)
+        if context.proxy_url is None:
+            return json_reply({"status": "unhealthy", "message": "missing Clerk-Proxy-Url header"})
+        forwarded_for = request.headers.get("x-forwarded-for", "")
+        return json_reply({"status": "healthy", "x_forwarded_for": forwarded_for})
+
+    @get("/.well-known/jwks.json")
+    async def jwks() -> ASGIResponse:
+        state.count("jwks")
+        return json_reply(keys.jwks())
+
+    @route("/v1/environment", http_method=["GET", "PATCH"])
+    async def get_environment(request: Request[Any, Any, Any]) -> ASGIResponse:
+        return json_reply(environment(config, fapi_context(request, config).base_url))
+
+    @post("/v1/dev_browser", status_code=200)
+    async def create_dev_browser(request: Request[Any, Any, Any]) -> ASGIResponse:
+        if config.production:
+            raise ClerkAPIError(400, "dev_browser_unsupported", "Dev browsers exist only on development instances.")
+        token, _ = state.new_dev_browser()
+        secure = fapi_context(request, config).base_url.startswith("https:")
+        cookie = CookieSpec("__clerk_db_jwt", token, max_age=TEN_YEARS, secure=secure).header()
+        return json_reply({"object": "dev_browser", "id": token, "token": token}, cookies=[cookie])
+
+    # -- client --------------------------------------------------------------------------------
+
+    @get("/v1/client")
+    async def get_client(request: Request[Any, Any, Any]) -> ASGIResponse:
+        client = fapi.find_client(request, create=False).client
+        body = fapi.client_json(client)
+        return json_reply({"response": body, "client": body})
+
+    @route("/v1/client", http_method=["POST", "PUT"], status_code=200)
+    async def create_client(request: Request[Any, Any, Any]) -> ASGIResponse:
+        await body_params(request)
+        lookup = fapi.find_client(request, create=True)
+        body = fapi.client_json(lookup.client)
+        return json_reply({"response": body, "client": body}, cookies=lookup.set_cookies)
+
+    @delete("/v1/client", status_code=200)
+    async def delete_client(request: Request[Any, Any, Any]) -> ASGIResponse:
+        client = fapi.find_client(request, create=False).client
+        if client is None:
+            raise not_found("client")
+        fapi.sign_out_all(client)
+        cookies = [fapi.uat_cookie(client)] if config.production else []
+        return fapi.wrapped(fapi.client_json(client), client, cookies=cookies)
+
+    # -- sign-in -------------------------------------------------------------------------------
+
+    @post("/v1/client/sign_ins", status_code=200)
+    async def create_sign_in(request: Request[Any, Any, Any]) -> ASGIResponse:
+        params = await body_params(request)
+        lookup = fapi.find_client(request, create=True)
+        client = lookup.client
+        assert client is not None
+        if state.active_session(client) is not None:
+            raise ClerkAPIError(400, "session_exists", "You're already signed in.")
+        strategy = text_param(params, "strategy")
+        identifier = text_param(params, "identifier")
+        password = text_param(params, "password")
+        if strategy not in (None, "", "password"):
+            raise ClerkAPIError(422, "strategy_for_user_invalid", "Only the password strategy is emulated.")
+        user = state.seed.user_by_identifier(identifier) if identifier else None
+        if identifier and user is None:
+            raise ClerkAPIError(422, "form_identifier_not_found", "Couldn't find your account.")
+        sign_in = state.new_sign_in(client, identifier, user)
+        cookies = list(lookup.set_cookies)
+        if user is not None and password is not None:
+            if password != user.password:
+                raise ClerkAPIError(
+                    422, "form_password_incorrect", "Password is incorrect. Try again, or use another method."
+                )
+            state.complete_sign_in(sign_in, client, user)
+            if config.production:
+                cookies.append(fapi.uat_cookie(client))
+        return fapi.wrapped(fapi_sign_in(sign_in), client, cookies=cookies)
+
+    def find_sign_in(client: Client | None, sign_in_id: str) -> Any:
+        sign_in = state.sign_ins.get(sign_in_id)
+        if client is None or sign_in is None or sign_in.client_id != client.id:
+            raise not_found("sign in")
+        return sign_in
+
+    @get("/v1/client/sign_ins/{sign_in_id:str}")
+    async def get_sign_in(request: Request[Any, Any, Any], sign_in_id: FromPath[str]) -> ASGIResponse:
+        client = fapi.find_client(request, create=False).client
+        return fapi.wrapped(fapi_sign_in(find_sign_in(client, sign_in_id)), client)
+
+    @post("/v1/client/sign_ins/{sign_in_id:str}/prepare_first_factor", status_code=200)
+    async def prepare_first_factor(request: Request[Any, Any, Any], sign_in_id: FromPath[str]) -> ASGIResponse:
+        await body_params(request)
+        client = fapi.find_client(request, create=False).client
+        return fapi.wrapped(fapi_sign_in(find_sign_in(client, sign_in_id)), client)
+
+    @post("/v1/client/sign_ins/{sign_in_id:str}/attempt_first_factor", status_code=200)
+    async def attempt_first_factor(request: Request[Any, Any, Any], sign_in_id: FromPath[str]) -> ASGIResponse:
+        params = await body_params(request)
+        client = fapi.find_client(request, create=False).client
+        sign_in = find_sign_in(client, sign_in_id)
+        assert client is not None
+        strategy = text_param(params, "strategy")
+        if not strategy:
+            raise ClerkAPIError(422, "form_param_missing", "strategy must be included.")
+        if strategy != "password":
+            raise ClerkAPIError(422, "strategy_for_user_invalid", "Only the password strategy is emulated.")
+        if sign_in.status != "needs_first_factor":
+            raise ClerkAPIError(400, "sign_in_not_in_progress", "This sign in cannot be attempted any more.")
+        user = state.seed.user(sign_in.user_id or "")
+        password = text_param(params, "password")
+        if user is None or password != user.password:
+            raise ClerkAPIError(
+                422, "form_password_incorrect", "Password is incorrect. Try again, or use another method."
+            )
+        if state.active_session(client) is not None:
+            raise ClerkAPIError(400, "session_exists", "You're already signed in.")
+        state.complete_sign_in(sign_in, client, user)
+        cookies = [fapi.uat_cookie(client)] if config.production else []
+        return fapi.wrapped(fapi_sign_in(sign_in), client, cookies=cookies)
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    @delete("/v1/client/sessions", status_code=200)
+    async def remove_all_sessions(request: Request[Any, Any, Any]) -> ASGIResponse:
+        client = fapi.find_client(request, create=False).client
+        if client is None:
+            raise not_found("client")
+        fapi.sign_out_all(client)
+        cookies = [fapi.uat_cookie(client)] if config.production else []
+        return fapi.wrapped(fapi.client_json(client), client, cookies=cookies)
+
+    @get("/v1/client/sessions/{session_id:str}")
+    async def get_session(request: Request[Any, Any, Any], session_id: FromPath[str]) -> ASGIResponse:
+        client = fapi.find_client(request, create=False).client
+        return fapi.wrapped(fapi.session_json(fapi.client_session(client, session_id)), client)
+
+    @post("/v1/client/sessions/{session_id:str}/touch", status_code=200)
+    async def touch_session(request: Request[Any, Any, Any], session_id: FromPath[str]) -> ASGIResponse:
+        params = await body_params(request)
+        client = fapi.find_client(request, create=False).client
+        session = fapi.client_session(client, session_id)
+        if session.status != "active":
+            raise signed_out()
+        if "active_organization_id" in params:
+            wanted = text_param(params, "active_organization_id") or ""
+            if not state.set_active_organization(session, wanted):
+                raise ClerkAPIError(
+                    404, "resource_not_found", "Organization not found", "No such organization for this user."
+                )
+        state.touch(session)
+        return fapi.wrapped(fapi.session_json(session), client)
+
+    async def finish_session(request: AnyRequest, session_id: str, status: str) -> ASGIResponse:
+        client = fapi.find_client(request, create=False).client
+        session = fapi.client_session(client, session_id)
+        state.end_session(session, status)
+        assert client is not None
+        cookies = [fapi.uat_cookie(client)] if config.production else []
+        return fapi.wrapped(fapi.session_json(session), client, cookies=cookies)
+
+    @post("/v1/client/sessions/{session_id:str}/end", status_code=200)
+    async def end_session(request: Request[Any, Any, Any], session_id: FromPath[str]) -> ASGIResponse:
+        return await finish_session(request, session_id, "ended")
+
+    @post("/v1/client/sessions/{session_id:str}/remove", status_code=200)
+    async def remove_session(request: Request[Any, Any, Any], session_id: FromPath[str]) -> ASGIResponse:
+        return await finish_session(request, session_id, "removed")
+
+    @post("/v1/client/sessions/{session_id:str}/tokens", status_code=200)
+    async def create_token(request: Request[Any, Any, Any], session_id: FromPath[str]) -> ASGIResponse:
+        params = await body_params(request)
+        client = fapi.find_client(request, create=False).client
+        session = fapi.client_session(client, session_id)
+        if session.status != "active":
+            raise signed_out()
+        if "organization_id" in params and not state.set_active_organization(
+            session, text_param(params, "organization_id") or ""
+        ):
+            raise ClerkAPIError(403, "not_a_member_in_organization", "You are not a member of this organization.")
+        context = fapi_context(request, config)
+        token = fapi_mint(session, request, context.issuer)
+        return json_reply({"object": "token", "jwt": token})
+
+    def fapi_mint(session: Session, request: AnyRequest, issuer: str) -> str:
+        origin = request.headers.get("origin")
+        party = origin_of(origin) if origin else None
+        return mint_session_token(state, keys, session, authorized_party=party, issuer=issuer)
+
+    @post("/v1/client/sessions/{session_id:str}/tokens/{template_name:str}", status_code=200)
+    async def create_template_token(session_id: FromPath[str], template_name: FromPath[str]) -> ASGIResponse:
+        raise not_found("JWT template")
+
+    # -- handshake and multi-domain sync -------------------------------------------------------
+
+    @get(HANDSHAKE_PATH)
+    async def handshake(request: Request[Any, Any, Any]) -> ASGIResponse:
+        context = fapi_context(request, config)
+        query = dict(reversed(query_pairs(request)))  # first occurrence wins
+        handshake_request = HandshakeRequest.from_query(query)
+        lookup = fapi.find_client(request, create=not config.production)
+        if (
+            config.production
+            and context.satellite_domain
+            and (lookup.client is None or handshake_request.reason == "satellite-needs-syncing")
+        ):
+            # The satellite's FAPI host has no (or a stale) client: fetch it from the primary.
+            here = f"{context.base_url}{HANDSHAKE_PATH}?{request.url.query}"
+            sync = (
+                f"{config.public_url.rstrip('/')}/v1/client/sync?link_domain={quote(context.satellite_domain, safe='')}"
+                f"&redirect_url={quote(here, safe='')}"
+            )
+            return redirect(sync)
+        answer = answer_handshake(state, keys, handshake_request, lookup.client, lookup.dev_browser, context.issuer)
+        return redirect(answer.location, cookies=[*lookup.set_cookies, *answer.set_cookies])
+
+    @get("/v1/client/sync")
+    async def sync(request: Request[Any, Any, Any]) -> ASGIResponse:
+        context = fapi_context(request, config)
+        if context.satellite_domain is not None:
+            raise ClerkAPIError(400, "sync_not_on_primary", "Syncing starts on the primary domain.")
+        link_domain = query_param(request, "link_domain")
+        if not link_domain:
+            raise ClerkAPIError(422, "form_param_missing", "link_domain must be included.")
+        if link_domain.lower() not in {d.lower() for d in config.satellite_domains}:
+            raise param_invalid("link_domain", "not a satellite domain of this instance")
+        redirect_url = absolute_http_url(query_param(request, "redirect_url"), "redirect_url")
+        lookup = fapi.find_client(request, create=True)
+        assert lookup.client is not None
+        target = urlsplit(redirect_url)
+        handshake_query: tuple[tuple[str, str], ...] | None = None
+        link_base = config.satellite_fapi_url(link_domain)
+        if target.path.endswith(HANDSHAKE_PATH):
+            handshake_query = tuple(parse_qsl(target.query, keep_blank_values=True))
+            link_base = f"{target.scheme}://{target.netloc}{target.path[: -len(HANDSHAKE_PATH)]}"
+        token = state.store_link(
+            LinkRequest(
+                client_id=lookup.client.id,
+                satellite_domain=link_domain.lower(),
+                redirect_url=redirect_url,
+                handshake_query=handshake_query,
+                proxy_url=context.proxy_url,
+                expires_at=state.clock() + 300,
+            )
+        )
+        location = f"{link_base}/v1/client/link?__clerk_token={quote(token, safe='')}"
+        return redirect(location, cookies=lookup.set_cookies)
+
+    @get("/v1/client/link")
+    async def link(request: Request[Any, Any, Any]) -> ASGIResponse:
+        context = fapi_context(request, config)
+        token = query_param(request, "__clerk_token")
+        if not token:
+            raise ClerkAPIError(422, "form_param_missing", "__clerk_token must be included.")
+        link_request = state.take_link(token)
+        if link_request is None:
+            raise ClerkAPIError(422, "sync_token_invalid", "The sync token is invalid or has expired.")
+        if context.satellite_domain is not None and context.satellite_domain != link_request.satellite_domain:
+            raise ClerkAPIError(403, "sync_domain_mismatch", "This sync token belongs to another domain.")
+        client = state.clients.get(link_request.client_id)
+        if client is None:
+            raise not_found("client")
+        cookies: list[str] = []
+        dev_browser = None
+        if config.production:
+            cookies.append(fapi.client_cookie(client, context.base_url))
+        else:
+            dev_browser, _ = state.new_dev_browser(client)
+        if link_request.handshake_query is None:
+            return redirect(link_request.redirect_url, cookies=cookies)
+        handshake_request = HandshakeRequest.from_query(dict(reversed(link_request.handshake_query)))
+        answer = answer_handshake(state, keys, handshake_request, client, dev_browser, context.issuer)
+        return redirect(answer.location, cookies=[*cookies, *answer.set_cookies])
+
+    app = Litestar(
+        route_handlers=[
+            health,
+            proxy_health,
+            jwks,
+            get_environment,
+            create_dev_browser,
+            get_client,
+            create_client,
+            delete_client,
+            create_sign_in,
+            get_sign_in,
+            prepare_first_factor,
+            attempt_first_factor,
+            remove_all_sessions,
+            get_session,
+            touch_session,
+            end_session,
+            remove_session,
+            create_token,
+            create_template_token,
+            handshake,
+            sync,
+            link,
+            *hosted_routes(fapi),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=None,
+        debug=False,
+    )
+    return BrowserFacing(app)
