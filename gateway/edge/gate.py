@@ -1,0 +1,200 @@
+"""The gate every proxied request passes: limits, the Clerk decision, the route policy, then the app.
+
+A raw ASGI callable mounted at `/` of the Litestar app. It translates between ASGI and the core and
+holds no protocol logic: every cookie and token rule lives in `gateway.clerk`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from urllib.parse import unquote
+
+from gateway.clerk.decide import AuthState
+from gateway.clerk.errors import BadRequestError, ClerkProtocolError
+from gateway.clerk.redirects import sign_in_url
+from gateway.clerk.request import RequestView
+from gateway.edge import answers
+from gateway.edge.asgi_types import Receive, Scope, Send
+from gateway.edge.runtime import EdgeRuntime
+
+logger = logging.getLogger("gateway")
+
+_STATE_HEADERS_NOT_FORWARDED = frozenset({"location", "cache-control"})
+
+
+class Gate:
+    def __init__(self, runtime: EdgeRuntime) -> None:
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.runtime
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        path = raw_path.split(b"?", 1)[0].decode("latin-1")
+        scope["path"] = unquote(path)  # a mount rewrites `path`; the app and the proxies need the real one
+        if runtime.frontend_api is not None and runtime.frontend_api.matches(path):
+            await runtime.frontend_api.handle(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send, path)
+            return
+        outcome = await self.admit(scope, path)
+        if isinstance(outcome, Refusal):
+            await outcome.send(send)
+            return
+        state, headers = outcome
+        assert runtime.proxy is not None
+        await runtime.proxy.forward(
+            scope,
+            receive,
+            send,
+            add_request_headers=runtime.identity.headers_for(state),
+            remove_request_headers=runtime.identity.strip,
+            add_response_headers=answers.encode_headers(
+                (name, value) for name, value in state.headers if name not in _STATE_HEADERS_NOT_FORWARDED
+            ),
+        )
+        del headers
+
+    async def admit(self, scope: Scope, path: str) -> Refusal | tuple[AuthState, Mapping[str, str]]:
+        """Decide whether the request goes on to the app; a `Refusal` is the answer to send otherwise."""
+        runtime = self.runtime
+        settings = runtime.settings.gateway
+        raw_headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
+        query: bytes = scope.get("query_string", b"")
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        if len(raw_path) + len(query) + 1 > settings.max_url_length:
+            return Refusal(414, "uri_too_long", "The request URL is too long.")
+        if sum(len(name) + len(value) + 4 for name, value in raw_headers) > settings.max_header_bytes:
+            return Refusal(431, "headers_too_large", "The request headers are too large.")
+        headers = _decode_headers(runtime.forwarded.believed_headers(scope))
+        html_page = answers.wants_html(headers)
+        host = headers.get("host") or _server_host(scope)
+        if runtime.allowed_hosts and host.lower() not in runtime.allowed_hosts:
+            return Refusal(421, "host_not_allowed", "This host is not served here.", html_page)
+        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+        target = raw_path.split(b"?", 1)[0].decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+        method = str(scope.get("method", "GET"))
+        try:
+            view = RequestView.build(method, f"{scheme}://{host}{target}", headers)
+            assert runtime.authenticator is not None
+            state = await runtime.authenticator.authenticate(view)
+        except BadRequestError as error:
+            return Refusal(400, error.reason, error.message, html_page)
+        except ClerkProtocolError as error:
+            logger.warning("authentication failed: %s", error.message)
+            return Refusal(400, error.reason, error.message, html_page)
+        state_headers = answers.encode_headers(state.headers)
+        if state.location is not None:
+            return Refusal(
+                307, "", "", location=state.location, headers=[pair for pair in state_headers if pair[0] != b"location"]
+            )
+        decision = runtime.policy.decide(view.path, view.headers, state.claims if state.is_signed_in else None)
+        if decision.verdict == "allow":
+            return state, view.headers
+        if decision.verdict == "forbidden":
+            return Refusal(
+                403,
+                "forbidden",
+                "You are signed in but not allowed to open this page.",
+                decision.is_api is False and html_page,
+                headers=state_headers,
+            )
+        if not runtime.keys_available and _carries_token(view):
+            return Refusal(
+                503,
+                "keys_unavailable",
+                "Sessions cannot be verified right now; try again shortly.",
+                html_page,
+                headers=[(b"retry-after", b"5")],
+            )
+        if decision.is_api:
+            return Refusal(
+                401,
+                "unauthenticated",
+                "Sign in to use this API.",
+                headers=state_headers,
+                extra={"reason": state.reason},
+            )
+        location = sign_in_url(runtime.settings.clerk, view.clerk_url, view.clerk_origin, _dev_browser(view, runtime))
+        return Refusal(307, "", "", location=location, headers=[(b"cache-control", b"no-store"), *state_headers])
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """WebSockets are authenticated at the upgrade, then relayed to the app."""
+        runtime = self.runtime
+        outcome = await self.admit({**scope, "method": "GET"}, path)
+        if isinstance(outcome, Refusal):
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008 if outcome.status in (401, 403, 307) else 1011})
+            return
+        state, _ = outcome
+        assert runtime.proxy is not None
+        await runtime.proxy.forward_websocket(
+            scope,
+            receive,
+            send,
+            add_request_headers=runtime.identity.headers_for(state),
+            remove_request_headers=runtime.identity.strip,
+        )
+
+
+class Refusal:
+    """An answer the gateway gives itself instead of proxying."""
+
+    __slots__ = ("code", "extra", "headers", "html_page", "location", "message", "status")
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        html_page: bool = False,
+        *,
+        location: str | None = None,
+        headers: answers.Headers | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.html_page = html_page
+        self.location = location
+        self.headers = headers or []
+        self.extra = extra
+
+    async def send(self, send: Send) -> None:
+        if self.location is not None:
+            await answers.redirect(send, self.location, self.headers, self.status)
+            return
+        await answers.error(
+            send, self.status, self.code, self.message, html_page=self.html_page, headers=self.headers, extra=self.extra
+        )
+
+
+def _decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        if name in headers:
+            headers[name] += ("; " if name == "cookie" else ", ") + value
+        else:
+            headers[name] = value
+    return headers
+
+
+def _server_host(scope: Scope) -> str:
+    server = scope.get("server")
+    if not server:
+        return "localhost"
+    host, port = server[0], server[1]
+    return f"{host}:{port}" if port not in (80, 443, None) else str(host)
+
+
+def _carries_token(view: RequestView) -> bool:
+    return bool(view.header("authorization")) or any(name.startswith("__session") for name in view.cookies)
+
+
+def _dev_browser(view: RequestView, runtime: EdgeRuntime) -> str | None:
+    suffix = runtime.settings.clerk.cookie_suffix
+    return view.cookies.get(f"__clerk_db_jwt_{suffix}") or view.cookies.get("__clerk_db_jwt") or None

@@ -1,0 +1,67 @@
+"""Small error answers sent straight over ASGI: JSON for API clients, a short HTML page for browsers.
+
+Never a stack trace: the message is one sentence chosen by the caller; the cause goes to the log.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable
+
+from gateway.edge.asgi_types import Send
+
+Headers = list[tuple[bytes, bytes]]
+
+REASONS = {
+    400: "Bad Request",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def wants_html(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """A browser navigation: `Accept` names `text/html` (API clients send `*/*` or `application/json`)."""
+    return any(name == b"accept" and b"text/html" in value for name, value in headers)
+
+
+def error_body(status: int, code: str, message: str, *, as_html: bool) -> tuple[bytes, bytes]:
+    """(content type, body) of an error answer."""
+    if as_html:
+        title = html.escape(f"{status} {REASONS.get(status, 'Error')}")
+        page = (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
+            f"<body><h1>{title}</h1><p>{html.escape(message)}</p></body></html>\n"
+        )
+        return b"text/html; charset=utf-8", page.encode()
+    return b"application/json", json.dumps({"error": code, "message": message}).encode()
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    as_html: bool = False,
+    extra_headers: Iterable[tuple[bytes, bytes]] = (),
+) -> int:
+    """Send a complete error response; returns the number of body bytes sent."""
+    content_type, body = error_body(status, code, message, as_html=as_html)
+    await send_bytes(send, status, content_type, body, extra_headers)
+    return len(body)
+
+
+async def send_bytes(
+    send: Send, status: int, content_type: bytes, body: bytes, extra_headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    headers: Headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *extra_headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

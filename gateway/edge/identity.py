@@ -1,0 +1,135 @@
+"""Identity for the app: the headers it reads, an optional signed assertion, and spoof removal.
+
+Every identity header name (and its underscore twin, which some servers fold into the same CGI
+variable) is removed from the client's request before ours are added, so the app can trust them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import jwt
+from cachetools import TTLCache
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from gateway.clerk.claims import SessionClaims
+from gateway.clerk.decide import AuthState
+from gateway.settings import IdentityHeaders
+
+ASSERTION_HEADER = "X-Gateway-Identity-Assertion"
+ASSERTION_LIFETIME = 60
+ASSERTION_ISSUER = "session-gateway"
+
+
+def spoofable_names(headers: IdentityHeaders, extra: tuple[str, ...] = ()) -> frozenset[bytes]:
+    """Lower-case names to strip from client requests, dash and underscore spellings both."""
+    names: set[bytes] = set()
+    for name in (*headers.names(), ASSERTION_HEADER, *extra):
+        lowered = name.lower()
+        names.add(lowered.encode("latin-1"))
+        names.add(lowered.replace("-", "_").encode("latin-1"))
+    return frozenset(names)
+
+
+class IdentityAsserter:
+    """Signs a short-lived JWT of the identity with the gateway's own key; one signature per token."""
+
+    def __init__(self, private_key: PrivateKeyTypes, clock: Callable[[], float] = time.time) -> None:
+        if not isinstance(private_key, RSAPrivateKey | EllipticCurvePrivateKey | Ed25519PrivateKey):
+            raise TypeError(f"unsupported assertion key type {type(private_key).__name__}")
+        self._key: RSAPrivateKey | EllipticCurvePrivateKey | Ed25519PrivateKey = private_key
+        self._clock = clock
+        self.algorithm, self._public_jwk = _algorithm_and_jwk(private_key)
+        self.kid = jwt.utils.base64url_encode(json.dumps(self._public_jwk, sort_keys=True).encode()[:24]).decode()
+        self._cache: TTLCache[str, str] = TTLCache(maxsize=10_000, ttl=ASSERTION_LIFETIME // 2, timer=clock)
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [{**self._public_jwk, "kid": self.kid, "alg": self.algorithm, "use": "sig"}]}
+
+    def assertion(self, token: str, claims: SessionClaims) -> str:
+        cached = self._cache.get(token)
+        if cached is not None:
+            return cached
+        now = int(self._clock())
+        payload = {
+            "iss": ASSERTION_ISSUER,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME,
+            "sub": claims.user_id,
+            "sid": claims.session_id,
+            "org_id": claims.org_id,
+            "org_role": claims.org_role,
+            "org_slug": claims.org_slug,
+            "org_permissions": list(claims.org_permissions),
+        }
+        signed = jwt.encode(payload, self._key, algorithm=self.algorithm, headers={"kid": self.kid})
+        self._cache[token] = signed
+        return signed
+
+
+def _algorithm_and_jwk(private_key: PrivateKeyTypes) -> tuple[str, dict[str, str]]:
+    if isinstance(private_key, RSAPrivateKey):
+        return "RS256", RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    if isinstance(private_key, EllipticCurvePrivateKey):
+        algorithm = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}[private_key.curve.name]
+        return algorithm, ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    if isinstance(private_key, Ed25519PrivateKey):
+        return "EdDSA", OKPAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    raise TypeError(f"unsupported assertion key type {type(private_key).__name__}")
+
+
+class IdentityHeaderWriter:
+    """Turns a decision into the request headers the app receives."""
+
+    def __init__(self, names: IdentityHeaders, asserter: IdentityAsserter | None = None) -> None:
+        self._names = {
+            field: getattr(names, field).lower().encode("latin-1")
+            for field in (
+                "status",
+                "reason",
+                "user_id",
+                "session_id",
+                "org_id",
+                "org_role",
+                "org_slug",
+                "org_permissions",
+            )
+        }
+        self._asserter = asserter
+        self.strip = spoofable_names(names)
+
+    def headers_for(self, state: AuthState) -> list[tuple[bytes, bytes]]:
+        names = self._names
+        claims = state.claims if state.is_signed_in else None
+        status = "signed-in" if claims is not None and claims.user_id and not claims.is_pending else "signed-out"
+        result = [(names["status"], status.encode())]
+        reason = state.reason or ("session-pending" if claims is not None and claims.is_pending else "")
+        if reason:
+            result.append((names["reason"], _latin1(reason)))
+        if claims is None or status != "signed-in":
+            return result
+        for field, value in (
+            ("user_id", claims.user_id),
+            ("session_id", claims.session_id),
+            ("org_id", claims.org_id),
+            ("org_role", claims.org_role),
+            ("org_slug", claims.org_slug),
+        ):
+            if value:
+                result.append((names[field], _latin1(value)))
+        if claims.org_permissions:
+            result.append((names["org_permissions"], _latin1(",".join(claims.org_permissions))))
+        if self._asserter is not None and state.token is not None:
+            result.append((ASSERTION_HEADER.lower().encode(), self._asserter.assertion(state.token, claims).encode()))
+        return result
+
+
+def _latin1(value: str) -> bytes:
+    """Header values are single-line; non-ASCII claim values travel as their UTF-8 bytes."""
+    return value.replace("\r", "").replace("\n", "").encode("utf-8")

@@ -1,0 +1,108 @@
+"""Everything a running gateway holds: built from the settings, opened and closed by the app's lifespan.
+
+One instance per worker process. The pooled clients (aiohttp towards the app, httpx towards Clerk)
+and the caches live here, never in module globals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+
+from gateway.clerk.asks import KeysAnswer
+from gateway.clerk.keys import PublishableKey
+from gateway.clerk_api.authenticator import Authenticator
+from gateway.edge.forwarded import ForwardedPolicy
+from gateway.edge.frontend_api import FrontendApiProxy
+from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
+from gateway.edge.policy import Policy
+from gateway.edge.proxy import UpstreamProxy
+from gateway.settings import Settings
+
+logger = logging.getLogger("gateway")
+
+
+def frontend_api_base_url(settings: Settings) -> str:
+    """Where the Frontend API really answers: the configured URL, else https://<host from the key>."""
+    configured = settings.clerk.frontend_api_url
+    if configured:
+        return configured.rstrip("/")
+    publishable: PublishableKey = settings.clerk.publishable_key
+    return f"https://{settings.clerk.original_frontend_api or publishable.frontend_api}"
+
+
+class EdgeRuntime:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        gateway = settings.gateway
+        self.settings = settings
+        self.clock = clock
+        self.policy = Policy(gateway)
+        asserter = IdentityAsserter(gateway.assertion_key.key, clock) if gateway.assertion_key else None
+        self.asserter = asserter
+        self.identity = IdentityHeaderWriter(gateway.identity_headers, asserter)
+        self.forwarded = ForwardedPolicy(gateway.trusted_proxies)
+        self.allowed_hosts = frozenset(host.lower() for host in gateway.allowed_hosts)
+        self.http_client: httpx.AsyncClient | None = None
+        self.authenticator: Authenticator | None = None
+        self.proxy: UpstreamProxy | None = None
+        self.frontend_api: FrontendApiProxy | None = None
+        self.keys_at_start: KeysAnswer | None = None
+        self.started = False
+
+    async def start(self) -> None:
+        settings = self.settings
+        gateway = settings.gateway
+        self.http_client = httpx.AsyncClient(
+            timeout=httpx.Timeout(gateway.read_timeout, connect=gateway.connect_timeout),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            follow_redirects=False,
+        )
+        self.authenticator = Authenticator(
+            settings.clerk,
+            http_client=self.http_client,
+            token_cache_size=gateway.token_cache_size,
+            jwks_ttl=gateway.jwks_cache_ttl,
+            jwks_min_refetch_interval=gateway.jwks_min_refetch_interval,
+            clock=self.clock,
+        )
+        self.keys_at_start = await self.authenticator.start()
+        if self.keys_at_start is not None and self.keys_at_start.failure is not None:
+            logger.warning("JWKS not loaded at start (%s); will retry on demand", self.keys_at_start.failure.reason)
+        if gateway.upstream:
+            self.proxy = UpstreamProxy(
+                gateway.upstream,
+                connect_timeout=gateway.connect_timeout,
+                read_timeout=gateway.read_timeout,
+                preserve_host=gateway.preserve_host,
+                forwarded=self.forwarded,
+            )
+            await self.proxy.start()
+        if gateway.frontend_api_path and settings.clerk.secret_key:
+            self.frontend_api = FrontendApiProxy(
+                prefix=gateway.frontend_api_path,
+                fapi_url=frontend_api_base_url(settings),
+                secret_key=settings.clerk.secret_key,
+                publishable_key=settings.clerk.publishable_key.raw,
+                forwarded=self.forwarded,
+                client=self.http_client,
+            )
+        self.started = True
+
+    async def aclose(self) -> None:
+        self.started = False
+        if self.proxy is not None:
+            await self.proxy.aclose()
+        if self.authenticator is not None:
+            await self.authenticator.aclose()
+        if self.http_client is not None:
+            await self.http_client.aclose()
+
+    @property
+    def keys_available(self) -> bool:
+        """Whether tokens can be verified at all right now (a PEM key, or a JWKS loaded at least once)."""
+        if self.settings.clerk.jwt_key is not None:
+            return True
+        return self.authenticator is not None and len(self.authenticator.keys) > 0

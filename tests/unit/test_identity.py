@@ -1,0 +1,58 @@
+"""Identity headers for the app, spoof removal, and the signed identity assertion."""
+
+from __future__ import annotations
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.clerk.claims import SessionClaims
+from gateway.clerk.decide import AuthState
+from gateway.edge.identity import ASSERTION_HEADER, IdentityAsserter, IdentityHeaderWriter, spoofable_names
+from gateway.settings import IdentityHeaders
+
+CLAIMS = SessionClaims("user_1", "sess_1", "active", "org_1", "org:admin", "acme", ("org:a:read", "org:a:write"),
+                       None, None, None)
+
+
+def test_signed_in_identity_headers() -> None:
+    writer = IdentityHeaderWriter(IdentityHeaders())
+    headers = dict(writer.headers_for(AuthState("signed-in", token="t", claims=CLAIMS)))
+    assert headers == {
+        b"x-clerk-auth-status": b"signed-in",
+        b"x-clerk-user-id": b"user_1",
+        b"x-clerk-session-id": b"sess_1",
+        b"x-clerk-org-id": b"org_1",
+        b"x-clerk-org-role": b"org:admin",
+        b"x-clerk-org-slug": b"acme",
+        b"x-clerk-org-permissions": b"org:a:read,org:a:write",
+    }
+
+
+def test_signed_out_identity_headers_carry_only_status_and_reason() -> None:
+    writer = IdentityHeaderWriter(IdentityHeaders())
+    headers = writer.headers_for(AuthState("signed-out", "session-token-and-uat-missing"))
+    assert headers == [(b"x-clerk-auth-status", b"signed-out"),
+                       (b"x-clerk-auth-reason", b"session-token-and-uat-missing")]
+
+
+def test_renamed_headers_are_used_and_both_spellings_are_stripped() -> None:
+    names = IdentityHeaders(user_id="X-User")
+    writer = IdentityHeaderWriter(names)
+    assert (b"x-user", b"user_1") in writer.headers_for(AuthState("signed-in", token="t", claims=CLAIMS))
+    stripped = spoofable_names(names)
+    assert {b"x-user", b"x_user", b"x-clerk-org-role", b"x_clerk_org_role",
+            ASSERTION_HEADER.lower().encode()} <= stripped
+
+
+def test_identity_assertion_is_a_short_lived_jwt_verifiable_with_the_gateway_jwks() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = 1_800_000_000
+    asserter = IdentityAsserter(key, clock=lambda: now)
+    writer = IdentityHeaderWriter(IdentityHeaders(), asserter)
+    headers = dict(writer.headers_for(AuthState("signed-in", token="tok", claims=CLAIMS)))
+    assertion = headers[ASSERTION_HEADER.lower().encode()].decode()
+    jwk = asserter.jwks()["keys"][0]
+    public = jwt.PyJWK(jwk).key
+    claims = jwt.decode(assertion, public, algorithms=["ES256"], options={"verify_exp": False, "verify_iat": False})
+    assert (claims["sub"], claims["org_role"], claims["exp"] - claims["iat"]) == ("user_1", "org:admin", 60)
+    assert asserter.assertion("tok", CLAIMS) == assertion  # one signature per token
