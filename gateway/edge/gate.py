@@ -16,6 +16,7 @@ from gateway.clerk.redirects import sign_in_url
 from gateway.clerk.request import RequestView
 from gateway.edge import answers
 from gateway.edge.asgi_types import Receive, Scope, Send
+from gateway.edge.record import record_of
 from gateway.edge.runtime import EdgeRuntime
 
 logger = logging.getLogger("gateway")
@@ -33,9 +34,11 @@ class Gate:
         path = raw_path.split(b"?", 1)[0].decode("latin-1")
         scope["path"] = unquote(path)  # a mount rewrites `path`; the app and the proxies need the real one
         if runtime.frontend_api is not None and runtime.frontend_api.matches(path):
+            record_of(scope).route_class = "frontend_api"
             await runtime.frontend_api.handle(scope, receive, send)
             return
         if scope["type"] == "websocket":
+            record_of(scope).route_class = "websocket"
             await self._websocket(scope, receive, send, path)
             return
         outcome = await self.admit(scope, path)
@@ -44,7 +47,7 @@ class Gate:
             return
         state, headers = outcome
         assert runtime.proxy is not None
-        await runtime.proxy.forward(
+        proxied = await runtime.proxy.forward(
             scope,
             receive,
             send,
@@ -54,6 +57,9 @@ class Gate:
                 (name, value) for name, value in state.headers if name not in _STATE_HEADERS_NOT_FORWARDED
             ),
         )
+        record = record_of(scope)
+        record.upstream_seconds = proxied.upstream_seconds
+        record.upstream_error = proxied.error
         del headers
 
     async def admit(self, scope: Scope, path: str) -> Refusal | tuple[AuthState, Mapping[str, str]]:
@@ -84,6 +90,10 @@ class Gate:
         except ClerkProtocolError as error:
             logger.warning("authentication failed: %s", error.message)
             return Refusal(400, error.reason, error.message, html_page)
+        record = record_of(scope)
+        record.decision = state.status
+        record.reason = state.reason
+        record.user_id = state.claims.user_id if state.claims is not None and state.is_signed_in else None
         state_headers = answers.encode_headers(state.headers)
         if state.location is not None:
             return Refusal(
