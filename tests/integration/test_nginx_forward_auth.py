@@ -1,0 +1,75 @@
+"""The shipped nginx forward-auth recipe, run for real: nginx `auth_request` in front of the echo app,
+the gateway answering `/__gateway/auth`, a browser signing in through it all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.emulator.server import EmulatorServer
+from tests.integration.conftest import RunningGateway, gateway_settings
+from tests.integration.test_gateway_flows import echoed, sign_in
+from tests.support.browser import Browser
+from tests.support.upstream import EchoUpstream
+
+RECIPE = Path(__file__).resolve().parents[2] / "config" / "nginx.forward-auth.conf"
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed: forward-auth recipe not run")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def running_nginx(tmp: Path, upstream: str, gateway: str) -> AsyncIterator[str]:
+    port = free_port()
+    server = (RECIPE.read_text().replace("127.0.0.1:3000", upstream).replace("127.0.0.1:9000", gateway)
+              .replace("listen 8080;", f"listen 127.0.0.1:{port};"))
+    (tmp / "site.conf").write_text(server)
+    (tmp / "nginx.conf").write_text(
+        f"daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log warn; events {{}}\n"
+        f"http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp};\n"
+        f"fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp}; include {tmp}/site.conf; }}\n")
+    assert NGINX is not None
+    process = subprocess.Popen([NGINX, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                break
+            await asyncio.sleep(0.025)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_sign_in_through_nginx_auth_request_reaches_the_app_with_identity(
+    dev_clerk: EmulatorServer, upstream: EchoUpstream, run_gateway: Callable[..., Any],
+    new_browser: Callable[..., Browser], tmp_path: Path,
+) -> None:
+    gateway = await run_gateway(gateway_settings(dev_clerk, upstream.url), "app.test:8080")
+    gateway_address = gateway.url.removeprefix("http://")
+    async with running_nginx(tmp_path, upstream.url.removeprefix("http://"), gateway_address) as nginx_url:
+        front = RunningGateway(nginx_url, "app.test:8080", gateway.settings)
+        browser = new_browser(front)
+        landed = await sign_in(browser, front, path="/reports")
+        assert landed.status_code == 200
+        identity = echoed(landed)
+        assert identity["x-clerk-user-id"] == "user_alice"
+        assert identity["x-clerk-org-role"] == "org:admin"
+        api = await browser.fetch("GET", f"{front.origin}/api/items")
+        assert api.status_code == 200
+        anonymous = new_browser(front)
+        refused = await anonymous.fetch("GET", f"{front.origin}/api/items")
+        assert refused.status_code == 401
