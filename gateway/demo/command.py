@@ -136,6 +136,7 @@ session-gateway demo is running.
 
   Open  {plan.primary_origin}/            (the internal tool, behind the gateway)
   Also  {plan.satellite_origin}/       (a satellite domain, signed in through the sync round trip)
+        {plan.primary_origin}/sdk         (the tool signing in with Clerk's own browser SDK, clerk-js)
 
   Sign in as  alice@example.com / alice-password   (org admin: can open /admin)
           or  bob@example.com   / bob-password     (org member: /admin answers 403)
@@ -173,6 +174,7 @@ class Demo:
         self._spawn("sample app", [python, "-m", "gateway.demo.sample_app", "--port", str(plan.app_port)], {
             "DEMO_SATELLITE_URL": f"{plan.satellite_origin}/",
             "DEMO_SIGN_IN_URL": plan.sign_in_url,
+            "DEMO_CLERK_PUBLISHABLE_KEY": plan.publishable_key,  # for the clerk-js page, /sdk
         })
         self._wait_ready("sample app", f"http://127.0.0.1:{plan.app_port}/healthz")
         report(f"gateway on {plan.primary_origin}")

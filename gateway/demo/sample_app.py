@@ -2,6 +2,11 @@
 
 Pages: a dashboard (who you are, your organization), an admin page (the gateway's policy restricts it to
 `org:admin`), a JSON API, a large download and an upload form. Run: `python -m gateway.demo.sample_app`.
+
+One page is not legacy: `/sdk` loads Clerk's own browser SDK (`@clerk/clerk-js`, pinned in
+`gateway/demo/clerk-js/package-lock.json`, served from its `node_modules/.../dist` under `/static/clerk-js/`,
+never from a CDN) with the instance's publishable key and `proxyUrl` = this origin's `/__clerk`, the
+gateway's Frontend API proxy. Signing in there is seen by the gateway like any other sign-in.
 """
 
 from __future__ import annotations
@@ -10,11 +15,26 @@ import argparse
 import hashlib
 import html
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlencode
 
 from aiohttp import web
 
+
+@dataclass(frozen=True)
+class SampleSettings:
+    name: str
+    satellite_url: str
+    sign_in_url: str
+    publishable_key: str
+    clerk_js: bool
+
+
+SETTINGS = web.AppKey("settings", SampleSettings)
 CHUNK = 256 * 1024
+CLERK_JS_DIST = Path(__file__).resolve().parent / "clerk-js" / "node_modules" / "@clerk" / "clerk-js" / "dist"
+CLERK_JS_STATIC = "/static/clerk-js"
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#1d2330}
 nav a{margin-right:1rem} .card{border:1px solid #d6dae3;border-radius:8px;padding:1rem 1.25rem;margin:1rem 0}
@@ -37,10 +57,10 @@ def identity(request: web.Request) -> dict[str, str | None]:
 
 
 def page(request: web.Request, title: str, body: str) -> web.Response:
-    app_name = request.app["name"]
+    app_name = request.app[SETTINGS].name
     nav = (
         '<nav><a href="/">Dashboard</a><a href="/admin">Admin</a><a href="/api/me">API</a>'
-        '<a href="/files">Files</a></nav>'
+        '<a href="/files">Files</a><a href="/sdk">Clerk SDK</a></nav>'
     )
     sign_out = (
         '<form method="post" action="/__gateway/sign-out" style="margin-top:2rem">'
@@ -66,7 +86,7 @@ def describe(who: dict[str, str | None]) -> str:
 async def dashboard(request: web.Request) -> web.Response:
     who = identity(request)
     body = f"<p id=greeting>Signed in as <b>{html.escape(who['user_id'] or 'nobody')}</b>.</p>{describe(who)}"
-    satellite = request.app["satellite_url"]
+    satellite = request.app[SETTINGS].satellite_url
     if satellite:
         body += f'<p>Also open the <a id=satellite href="{html.escape(satellite)}">satellite domain</a>.</p>'
     return page(request, "Dashboard", body)
@@ -114,22 +134,66 @@ async def upload(request: web.Request) -> web.Response:
 
 async def sign_in(request: web.Request) -> web.Response:
     """A public page of the tool: where the satellite sends people to sign in on the primary domain."""
-    target = request.app["sign_in_url"]
+    target = request.app[SETTINGS].sign_in_url
     back = request.query.get("redirect_url", "/")
     if target:
         raise web.HTTPFound(f"{target}?{urlencode({'redirect_url': back})}")
     return page(request, "Sign in", "<p>Open the dashboard to sign in.</p>")
 
 
+SDK_SCRIPT = """
+const out = document.getElementById('sdk-status');
+const show = (text) => { out.textContent = text; };
+function describeClerk() {
+  const user = Clerk.user;
+  return user ? `Signed in with clerk-js as ${user.id} (session ${Clerk.session.id}).` : 'Signed out (clerk-js).';
+}
+window.sdkDemo = {
+  ready: Clerk.load().then(() => { Clerk.addListener(() => show(describeClerk())); return Clerk.version; }),
+  async signIn(identifier, password) {
+    await window.sdkDemo.ready;
+    const attempt = await Clerk.client.signIn.create({identifier, password});
+    if (attempt.status === 'complete') await Clerk.setActive({session: attempt.createdSessionId});
+    show(describeClerk());
+    return {status: attempt.status, session: attempt.createdSessionId};
+  },
+  async signOut() { await Clerk.signOut(); show(describeClerk()); },
+};
+document.getElementById('sdk-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  try { await window.sdkDemo.signIn(form.get('identifier'), form.get('password')); }
+  catch (error) { show(`Sign-in failed: ${error.errors?.[0]?.longMessage || error}`); }
+});
+document.getElementById('sdk-sign-out').addEventListener('click', () => window.sdkDemo.signOut());
+"""
+
+
+async def sdk_page(request: web.Request) -> web.Response:
+    """A page that signs in with Clerk's own browser SDK through the gateway's Frontend API proxy (public)."""
+    key = request.app[SETTINGS].publishable_key
+    if not request.app[SETTINGS].clerk_js or not key:
+        missing = "run `make clerk-js` (npm ci in gateway/demo/clerk-js)" if key else "no publishable key"
+        return page(request, "Clerk SDK", f"<p id=sdk-status>Clerk's browser SDK is not available: {missing}.</p>")
+    body = (
+        "<p id=sdk-status>Loading clerk-js…</p>"
+        '<form id=sdk-form class=card><input name=identifier placeholder="alice@example.com"> '
+        '<input name=password type=password placeholder=password> <button>Sign in with clerk-js</button></form>'
+        '<p><button id=sdk-sign-out type=button>Sign out with clerk-js</button></p>'
+        f'<script src="{CLERK_JS_STATIC}/clerk.browser.js" data-clerk-publishable-key="{html.escape(key)}" '
+        'data-clerk-proxy-url="/__clerk"></script>'
+        f"<script>{SDK_SCRIPT}</script>"
+    )
+    return page(request, "Clerk SDK", body)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_app(name: str = "Acme internal tool", satellite_url: str = "", sign_in_url: str = "") -> web.Application:
+def build_app(name: str = "Acme internal tool", satellite_url: str = "", sign_in_url: str = "",
+              publishable_key: str = "", clerk_js_dist: Path = CLERK_JS_DIST) -> web.Application:
     app = web.Application(client_max_size=0)
-    app["name"] = name
-    app["satellite_url"] = satellite_url
-    app["sign_in_url"] = sign_in_url
     app.router.add_get("/", dashboard)
     app.router.add_get("/admin", admin)
     app.router.add_route("*", "/api/me", api_me)
@@ -138,6 +202,10 @@ def build_app(name: str = "Acme internal tool", satellite_url: str = "", sign_in
     app.router.add_post("/upload", upload)
     app.router.add_get("/sign-in", sign_in)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/sdk", sdk_page)
+    app[SETTINGS] = SampleSettings(name, satellite_url, sign_in_url, publishable_key, clerk_js_dist.is_dir())
+    if app[SETTINGS].clerk_js:
+        app.router.add_static(CLERK_JS_STATIC, clerk_js_dist, append_version=False)
     return app
 
 
@@ -148,9 +216,11 @@ def main() -> None:
     parser.add_argument("--name", default=os.environ.get("DEMO_APP_NAME", "Acme internal tool"))
     parser.add_argument("--satellite-url", default=os.environ.get("DEMO_SATELLITE_URL", ""))
     parser.add_argument("--sign-in-url", default=os.environ.get("DEMO_SIGN_IN_URL", ""))
+    parser.add_argument("--publishable-key", default=os.environ.get("DEMO_CLERK_PUBLISHABLE_KEY", ""),
+                        help="for the clerk-js page (/sdk)")
     args = parser.parse_args()
-    web.run_app(build_app(args.name, args.satellite_url, args.sign_in_url), host=args.host, port=args.port,
-                print=None, access_log=None)
+    app = build_app(args.name, args.satellite_url, args.sign_in_url, args.publishable_key)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """The Frontend API app: what a browser, clerk-js and the gateway's handshake redirects talk to.
 
 Client identification follows Clerk: production clients by the HttpOnly `__client` cookie on the
-FAPI host, development clients by the dev-browser token (`__clerk_db_jwt` query parameter, or the
-cookie of the same name). Responses of client endpoints use the `{"response", "client"}` envelope.
+FAPI host, development clients by the dev-browser token (`__clerk_db_jwt` query parameter, the spec's
+legacy `__dev_session` one, or the `__clerk_db_jwt` cookie: behind a Frontend API proxy that is the
+app's cookie, which clerk-js relies on when the FAPI host is not one of Clerk's `*.accounts.dev` ones).
+Responses of client endpoints use the `{"response", "client"}` envelope. `__clerk_api_version` and
+`_clerk_js_version` are accepted whatever their value (clerk-js 6.40 sends 2026-08-20).
 """
 
 from __future__ import annotations
@@ -69,7 +72,12 @@ class Fapi:
 
     def find_client(self, request: AnyRequest, *, create: bool, dev_token: str | None = None) -> ClientLookup:
         if not self.config.production:
-            token = dev_token or query_param(request, "__clerk_db_jwt") or request.cookies.get("__clerk_db_jwt")
+            token = (
+                dev_token
+                or query_param(request, "__clerk_db_jwt")
+                or query_param(request, "__dev_session")  # the spec's DevBrowser scheme, older clients
+                or request.cookies.get("__clerk_db_jwt")
+            )
             client = self.state.client_for_dev_browser(token)
             if client is None:
                 if not create:

@@ -45,8 +45,10 @@ def demo() -> Iterator[DemoPlan]:
         yield plan
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Per module: Playwright's sync API holds an event loop while open, which asyncio tests collected
+    after the browser tests could not start under."""
     executable = chromium_path()
     if executable is None:
         pytest.skip("NO BROWSER: Debian's chromium is not installed (make test installs it as root); "
