@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean browser
+.PHONY: demo test lint typecheck unit bench bench-deps clean browser clerk-js
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) clerk-js
 	$(BIN)/gateway demo
 
-test: $(STAMP) lint typecheck browser
+test: $(STAMP) lint typecheck browser clerk-js
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -32,11 +32,28 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "NOTE: chromium is missing and cannot be installed here: browser tests will be SKIPPED"; fi; }
 
+# Clerk's browser SDK for the demo's /sdk page and its browser test, pinned in gateway/demo/clerk-js/package-lock.json.
+# `npm ci` only when node_modules is older than the lockfile; without npm, /sdk is disabled and its test is SKIPPED.
+CLERK_JS := gateway/demo/clerk-js
+clerk-js:
+	@if [ -f $(CLERK_JS)/node_modules/.package-lock.json ] && \
+	    [ ! $(CLERK_JS)/package-lock.json -nt $(CLERK_JS)/node_modules/.package-lock.json ]; then :; \
+	elif command -v npm >/dev/null 2>&1; then \
+	  echo "installing @clerk/clerk-js (npm ci in $(CLERK_JS))"; \
+	  cd $(CLERK_JS) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	else echo "NOTE: npm is missing: the demo's clerk-js page (/sdk) is off and its browser test will be SKIPPED"; fi
+
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-bench: $(STAMP)
+# The side-by-side benchmark (~8 minutes): installs wrk, nginx, the Node peer and matplotlib when missing,
+# writes bench/RESULTS.md and bench/RESULTS.png. `bench/run.py --smoke` is its short mode (in the tests).
+bench: bench-deps
 	$(BIN)/python bench/core_verify.py
+	$(BIN)/python bench/run.py
+
+bench-deps: $(STAMP)
+	bench/setup.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -799,6 +799,14 @@ class GatewaySettings:
         16384, integer(1), env="GATEWAY_MAX_HEADER_BYTES", help="Largest request header block accepted."
     )
     max_url_length: int = setting(8192, integer(1), env="GATEWAY_MAX_URL_LENGTH", help="Longest URL accepted.")
+    max_cookies: int = setting(100, integer(1), env="GATEWAY_MAX_COOKIES", help="Most cookies accepted in a request.")
+    access_log: bool = setting(
+        True, parse_boolean, env="GATEWAY_ACCESS_LOG", help="One JSON line per request on the `gateway.access` logger."
+    )
+    shutdown_timeout: float = setting(
+        30.0, seconds(), env="GATEWAY_SHUTDOWN_TIMEOUT",
+        help="Seconds a shutdown waits for in-flight requests before closing the connections to the app.",
+    )  # fmt: skip
     refresh_any_method: bool = setting(
         True, parse_boolean, env="GATEWAY_REFRESH_ANY_METHOD",
         help="Refresh an expired session token on any method, not only GET, so pages without Clerk's browser "
@@ -1009,4 +1017,7 @@ def _clerk_options(clerk: ClerkSettings, gateway: GatewaySettings) -> ClerkOptio
         organization_sync=clerk.organization_sync_options,
         frontend_api_url=clerk.frontend_api_url,
         refresh_any_method=gateway.refresh_any_method,
+        allowed_redirect_origins=(
+            *gateway.allowed_redirect_origins, *clerk.authorized_parties, *filter(None, [gateway.public_origin])
+        ),
     )

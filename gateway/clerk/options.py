@@ -50,6 +50,9 @@ class ClerkOptions:
     # never refresh tokens themselves, so their fetch/XHR POSTs would be signed out after a minute:
     # the gateway extends the refresh to every method when this is set (the edge turns it on).
     refresh_any_method: bool = False
+    # Clerk follows `__clerk_redirect_url` on a development primary wherever it points (row D5). When
+    # this is set (the edge sets it), only the request's own origin and these origins are followed.
+    allowed_redirect_origins: tuple[str, ...] | None = None
 
     @property
     def is_production(self) -> bool:

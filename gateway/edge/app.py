@@ -1,29 +1,67 @@
-"""`create_app(settings) -> Litestar`: the gateway's own endpoints plus the gate mounted at `/`."""
+"""`create_app(settings)`: the gateway as one ASGI callable, the gate in front and Litestar at the rim.
+
+Most requests are proxied, so they go straight to the `Gate` (raw ASGI); only the lifespan and the
+gateway's own endpoints (`/__gateway/healthz`, `/auth`, ...) go through Litestar's router. Measured
+(bench/RESULTS.md, "Litestar `asgi` mount" row; py-spy): Litestar's router, exception middleware and
+`asgi` mount cost 10-15 % of a proxied signed-in GET.
+`Observability` wraps the whole (`GatewayApp.handler`): the one place where the app is wrapped.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
-from litestar import Litestar, asgi
-from litestar.types import Receive, Scope, Send
+from litestar import Litestar
+from litestar.datastructures import State
 
+from gateway.edge import answers
+from gateway.edge.asgi_types import Receive, Scope, Send
 from gateway.edge.endpoints import HANDLERS
 from gateway.edge.gate import Gate
+from gateway.edge.observability import Observability, configure_access_log
 from gateway.edge.runtime import EdgeRuntime
 from gateway.settings import Settings
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 
+logger = logging.getLogger("gateway")
 
-def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) -> Litestar:
+
+class GatewayApp:
+    """What ASGI servers run: the observability wrapper around a two-way dispatch (Litestar or the gate).
+
+    `state` is the Litestar app's state (`state.runtime`), as the endpoints and the tests read it.
+    """
+
+    def __init__(self, litestar: Litestar, gate: Gate, runtime: EdgeRuntime, *, access_log: bool) -> None:
+        self.litestar = litestar
+        self.gate = gate
+        self.state: State = litestar.state
+        self._litestar_paths = frozenset(path for handler in HANDLERS for path in handler.paths)
+        self.handler = Observability(self.dispatch, runtime, access_log=access_log)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handler(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" or scope["path"] in self._litestar_paths:
+            await self.litestar(scope, receive, send)  # type: ignore[arg-type]
+            return
+        try:
+            await self.gate(scope, receive, send)
+        except Exception:
+            # What Litestar's exception middleware did for the mounted gate: log, answer 500 if still possible.
+            logger.exception("unhandled error in the gate")
+            if scope["type"] == "http":
+                with suppress(Exception):  # the response had started: the server closes the connection
+                    await answers.error(send, 500, "internal_error", "The gateway failed to handle the request.")
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) -> GatewayApp:
     runtime = EdgeRuntime(settings) if clock is None else EdgeRuntime(settings, clock=clock)
-    gate = Gate(runtime)
-
-    @asgi("/", is_mount=True, copy_scope=False)
-    async def proxied(scope: Scope, receive: Receive, send: Send) -> None:
-        await gate(scope, receive, send)  # type: ignore[arg-type]
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -31,15 +69,17 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         try:
             yield
         finally:
+            await runtime.drain(settings.gateway.shutdown_timeout)
             await runtime.aclose()
 
-    app = Litestar(route_handlers=[*HANDLERS, proxied], lifespan=[lifespan], openapi_config=None, debug=False)
-    app.state.runtime = runtime
-    return app
+    litestar = Litestar(route_handlers=HANDLERS, lifespan=[lifespan], openapi_config=None, debug=False)
+    litestar.state.runtime = runtime
+    return GatewayApp(litestar, Gate(runtime), runtime, access_log=settings.gateway.access_log)
 
 
-def app_from_environment() -> Litestar:
+def app_from_environment() -> GatewayApp:
     """Factory for ASGI servers' worker processes: settings from `GATEWAY_CONFIG` and the environment."""
     from gateway.settings_command import load_or_exit
 
+    configure_access_log()
     return create_app(load_or_exit(os.environ.get(CONFIG_ENV) or None, require_upstream=True))

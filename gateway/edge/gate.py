@@ -43,6 +43,8 @@ class Gate:
             return
         outcome = await self.admit(scope, path)
         if isinstance(outcome, Refusal):
+            record = record_of(scope)
+            record.decision, record.reason = record.decision or "refused", record.reason or outcome.code
             await outcome.send(send)
             return
         state, headers = outcome
@@ -71,8 +73,9 @@ class Gate:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         if len(raw_path) + len(query) + 1 > settings.max_url_length:
             return Refusal(414, "uri_too_long", "The request URL is too long.")
-        if sum(len(name) + len(value) + 4 for name, value in raw_headers) > settings.max_header_bytes:
-            return Refusal(431, "headers_too_large", "The request headers are too large.")
+        refusal = _header_refusal(raw_headers, settings.max_header_bytes, settings.max_cookies)
+        if refusal is not None:
+            return refusal
         headers = _decode_headers(runtime.forwarded.believed_headers(scope))
         html_page = answers.wants_html(headers)
         host = headers.get("host") or _server_host(scope)
@@ -179,6 +182,38 @@ class Refusal:
         await answers.error(
             send, self.status, self.code, self.message, html_page=self.html_page, headers=self.headers, extra=self.extra
         )
+
+
+def _header_refusal(raw: Iterable[tuple[bytes, bytes]], max_bytes: int, max_cookies: int) -> Refusal | None:
+    """Limits (431) and request framing (400) in one pass over the headers.
+
+    A request whose body length is ambiguous (both `Content-Length` and `Transfer-Encoding`, two
+    different lengths, a coding other than `chunked`) is a smuggling shape: whatever the server in
+    front did with it, the app must not see it (RFC 9112 §6.3).
+    """
+    size = cookies = 0
+    length: bytes | None = None
+    chunked = conflicting = False
+    for name, value in raw:
+        size += len(name) + len(value) + 4
+        if name == b"cookie":
+            cookies += value.count(b";") + 1
+        elif name == b"content-length":
+            value = value.strip()
+            conflicting = conflicting or chunked or not value.isdigit() or (length is not None and length != value)
+            length = value
+        elif name == b"transfer-encoding":
+            conflicting = conflicting or chunked or length is not None or value.strip().lower() != b"chunked"
+            chunked = True
+    if size > max_bytes:
+        return Refusal(431, "headers_too_large", "The request headers are too large.")
+    if cookies > max_cookies:
+        return Refusal(431, "too_many_cookies", "The request carries too many cookies.")
+    if conflicting:
+        return Refusal(  # and close: the bytes after this request cannot be trusted to start the next one
+            400, "ambiguous_framing", "The request's body length is ambiguous.", headers=[(b"connection", b"close")]
+        )
+    return None
 
 
 def _decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

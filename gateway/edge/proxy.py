@@ -124,6 +124,11 @@ class UpstreamResponse(Protocol):
         """Raw response headers, repeated names (Set-Cookie) kept, in order."""
         ...
 
+    @property
+    def complete(self) -> bool:
+        """The whole body has been received and handed out: the last chunk can end the ASGI response."""
+        ...
+
     def iter_body(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive; raises `UpstreamBodyError` if the body breaks off."""
         ...
@@ -191,6 +196,10 @@ class _AiohttpResponse:
     @property
     def headers(self) -> Sequence[tuple[bytes, bytes]]:
         return self._response.raw_headers
+
+    @property
+    def complete(self) -> bool:
+        return self._response.content.at_eof()
 
     async def iter_body(self) -> AsyncIterator[bytes]:
         try:
@@ -527,13 +536,16 @@ class UpstreamProxy:
                 response_headers.extend(add_response_headers)
                 status = answer.status
                 await send({"type": "http.response.start", "status": status, "headers": response_headers})
-                response_bytes, client_gone, broke_off = await self._stream_response(answer, receive, send, body)
+                response_bytes, client_gone, broke_off, ended = await self._stream_response(
+                    answer, receive, send, body
+                )
                 if client_gone:
                     return self._outcome(status, upstream_seconds, body, response_bytes, disconnected=True)
                 if broke_off is not None:  # too late for an error page: the connection is closed mid-body
                     logger.warning("upstream response broke off after %d bytes: %s", response_bytes, broke_off)
                     return self._outcome(status, upstream_seconds, body, response_bytes, error=broke_off)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except UpstreamError as error:
             if body is not None and body.client_gone:
                 return self._outcome(0, upstream_seconds, body, 0, disconnected=True)
@@ -570,31 +582,36 @@ class UpstreamProxy:
     @staticmethod
     async def _stream_response(
         answer: UpstreamResponse, receive: Receive, send: Send, body: _RequestBody | None
-    ) -> tuple[int, bool, str | None]:
-        """Relay the body; returns (bytes sent, the client went away, why the upstream body broke off).
+    ) -> tuple[int, bool, str | None, bool]:
+        """Relay the body; returns (bytes sent, the client went away, why the upstream body broke off,
+        whether the ASGI response was ended).
 
-        ASGI servers may silently drop messages sent after a disconnect, so from the second chunk on
-        (once the request body is fully read) a watcher waits for `http.disconnect`: a long download
-        stops when its client leaves, and short answers cost no extra task.
+        The chunk after which the upstream body is complete ends the response itself (`more_body`
+        false): a small answer costs one body message, not two. ASGI servers may silently drop
+        messages sent after a disconnect, so from the second chunk on (once the request body is
+        fully read) a watcher waits for `http.disconnect`: a long download stops when its client
+        leaves, and short answers cost no extra task.
         """
         sent = 0
         chunks = 0
+        ended = False
         watcher: asyncio.Future[None] | None = None
         try:
             async for chunk in answer.iter_body():
                 if watcher is not None and watcher.done():
-                    return sent, True, None
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    return sent, True, None, False
+                ended = answer.complete
+                await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
                 sent += len(chunk)
                 chunks += 1
                 if watcher is None and chunks >= 2 and (body is None or body.finished):
                     watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
         except UpstreamBodyError as error:
-            return sent, False, str(error)
+            return sent, False, str(error), False
         finally:
             if watcher is not None and not watcher.done():
                 watcher.cancel()
-        return sent, False, None
+        return sent, False, None, ended
 
     # ------------------------------------------------------------------------------------ WebSocket
 

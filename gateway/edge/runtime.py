@@ -6,6 +6,7 @@ and the caches live here, never in module globals.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -51,6 +52,11 @@ class EdgeRuntime:
         self.frontend_api: FrontendApiProxy | None = None
         self.keys_at_start: KeysAnswer | None = None
         self.started = False
+        self.draining = False
+        """Shutdown has begun: new requests are refused (503), in-flight ones finish."""
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def start(self) -> None:
         settings = self.settings
@@ -90,6 +96,26 @@ class EdgeRuntime:
                 client=self.http_client,
             )
         self.started = True
+
+    def request_started(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def request_finished(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new requests and wait (at most `timeout` seconds) for in-flight ones; True if all finished."""
+        self.draining = True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            logger.warning("shutdown: %d requests still in flight after %.0f s; closing", self.in_flight, timeout)
+            return False
+        return True
 
     async def aclose(self) -> None:
         self.started = False

@@ -242,7 +242,10 @@ async def test_dev_satellite_syncs_through_the_primary_gateway(
     run_gateway: Callable[..., Any],
     new_browser: Callable[..., Browser],
 ) -> None:
-    primary = await run_gateway(gateway_settings(dev_clerk, upstream.url), "app.test:8000")
+    primary = await run_gateway(
+        gateway_settings(dev_clerk, upstream.url, GATEWAY_ALLOWED_REDIRECT_ORIGINS="http://sat.test:9000"),
+        "app.test:8000",
+    )
     satellite = await run_gateway(
         gateway_settings(
             dev_clerk,

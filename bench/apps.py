@@ -1,0 +1,96 @@
+"""ASGI apps the benchmark serves beside the gateway (granian factories, `bench.apps:<name>`).
+
+* `ceiling_app`: the Python ceiling, raw ASGI + the gateway's upstream client (aiohttp), no auth, no
+  header policy: what any Python proxy on this server and client costs at the least.
+* `litestar_mount_app`: the gateway's gate behind Litestar's router as an `asgi` mount at `/`, with the
+  same observability wrapper (how `create_app` was built before its thin dispatcher), to measure what
+  Litestar's routing costs a proxied request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+Scope = dict[str, Any]
+
+
+def ceiling_app() -> Any:
+    upstream = os.environ["GATEWAY_UPSTREAM"].rstrip("/")
+    session: aiohttp.ClientSession | None = None
+    skip = frozenset({b"host", b"connection", b"content-length"})
+    hop = frozenset({b"connection", b"keep-alive", b"transfer-encoding"})
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        nonlocal session
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    session = aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(limit=256),
+                        cookie_jar=aiohttp.DummyCookieJar(),
+                        auto_decompress=False,
+                        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                    )
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    if session is not None:
+                        await session.close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        assert session is not None
+        query = scope.get("query_string", b"")
+        target = upstream + scope["raw_path"].decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"] if n not in skip]
+        async with session.request(
+            scope["method"], URL(target, encoded=True), headers=headers, allow_redirects=False
+        ) as response:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": [(n.lower(), v) for n, v in response.raw_headers if n.lower() not in hop],
+                }
+            )
+            async for chunk in response.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return app
+
+
+def litestar_mount_app() -> Any:
+    from litestar import Litestar, asgi
+
+    from gateway.edge.endpoints import HANDLERS
+    from gateway.edge.gate import Gate
+    from gateway.edge.observability import Observability
+    from gateway.edge.runtime import EdgeRuntime
+    from gateway.settings_command import load_or_exit
+
+    settings = load_or_exit(None, require_upstream=True)
+    runtime = EdgeRuntime(settings)
+    gate = Gate(runtime)
+
+    @asgi("/", is_mount=True, copy_scope=False)
+    async def proxied(scope: Any, receive: Any, send: Any) -> None:
+        await gate(scope, receive, send)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+
+    app = Litestar(route_handlers=[*HANDLERS, proxied], lifespan=[lifespan], openapi_config=None, debug=False)
+    app.state.runtime = runtime
+    app.asgi_handler = Observability(app.asgi_handler, runtime, access_log=settings.gateway.access_log)
+    return app

@@ -1,0 +1,261 @@
+"""What the gateway tells its operator: Prometheus metrics, one JSON access-log line a request, request ids.
+
+A raw ASGI wrapper around the whole Litestar app (gateway endpoints and the gate alike). Per request it
+reads the clock twice, observes one histogram, bumps one counter and, when access logging is on, hands
+the `logging` module a line that is only turned into JSON if a handler really writes it. What it knows
+about the decision comes from the `RequestRecord` the gate leaves on the scope (`record.py`).
+
+Never logged: the query string (it carries `__clerk_handshake`, `__clerk_db_jwt`), headers, cookies,
+tokens. The path, the decision, Clerk's reason and the user id are.
+
+The same wrapper refuses new requests once shutdown has begun (`EdgeRuntime.drain`) and counts the
+ones in flight, so the lifespan can wait for them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.edge import answers
+from gateway.edge.asgi_types import Receive, Scope, Send
+from gateway.edge.record import RECORD_KEY, RequestRecord
+from gateway.edge.runtime import EdgeRuntime
+
+access_logger = logging.getLogger("gateway.access")
+
+METRICS_PATH = "/__gateway/metrics"
+REQUEST_ID = b"x-request-id"
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
+_GATEWAY_PREFIX = "/__gateway/"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+class GatewayMetrics:
+    """The metrics of one app instance, in their own registry (no process-global default registry)."""
+
+    def __init__(self, runtime: EdgeRuntime) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests answered, by route class, Clerk decision status, reason and HTTP status class.",
+            ["route_class", "decision", "reason", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds",
+            "Time from the request's arrival to the end of the response, by route class.",
+            ["route_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_latency = Histogram(
+            "gateway_upstream_duration_seconds",
+            "Time until the app's response headers arrived.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors",
+            "Requests the app failed: unreachable or invalid (502), too slow (504), broken off mid-body (aborted).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.handshakes = Counter(
+            "gateway_handshakes", "Handshake redirects sent, by Clerk's reason.", ["reason"], registry=self.registry
+        )
+        self.refresh_failures = Counter(
+            "gateway_session_refresh_failures",
+            "Expired session tokens that could not be refreshed, by Clerk's reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.registry.register(_RuntimeCollector(runtime))
+        self._request_children: dict[tuple[str, str, str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+
+    def observe(self, record: RequestRecord, status: int, seconds: float) -> None:
+        route_class = record.route_class
+        key = (route_class, record.decision or "none", record.reason or "none", _STATUS_CLASSES.get(status // 100, "0"))
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(*key)
+        child.inc()
+        latency = self._latency_children.get(route_class)
+        if latency is None:
+            latency = self._latency_children[route_class] = self.latency.labels(route_class)
+        latency.observe(seconds)
+        if record.upstream_seconds is not None:
+            self.upstream_latency.observe(record.upstream_seconds)
+        if record.upstream_error is not None:
+            kind = "timeout" if status == 504 else "unreachable" if status == 502 else "aborted"
+            self.upstream_errors.labels(kind).inc()
+        if record.decision == "handshake":
+            self.handshakes.labels(record.reason or "none").inc()
+        elif record.reason.startswith("session-token-expired-refresh-") and "non-eligible" not in record.reason:
+            self.refresh_failures.labels(record.reason).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _RuntimeCollector(Collector):
+    """Counters the Clerk clients already keep (JWKS cache, Backend API), read at scrape time."""
+
+    def __init__(self, runtime: EdgeRuntime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self.runtime
+        authenticator = runtime.authenticator
+        jwks = authenticator.jwks if authenticator is not None else None
+        backend = authenticator.backend if authenticator is not None else None
+        yield CounterMetricFamily(
+            "gateway_jwks_fetches", "JWKS fetches started (retries inside one fetch not counted).",
+            value=jwks.fetch_count if jwks else 0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "gateway_jwks_fetch_failures", "JWKS fetches that ended without a new key set.",
+            value=jwks.failure_count if jwks else 0,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "gateway_jwks_keys", "Verification keys loaded (0: tokens cannot be verified).",
+            value=len(jwks.current) if jwks else int(runtime.keys_available),
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "gateway_session_refreshes", "Session refresh calls made to the Backend API (shared calls counted once).",
+            value=backend.refresh_calls_started if backend else 0,
+        )  # fmt: skip
+        yield GaugeMetricFamily("gateway_requests_in_flight", "HTTP requests being answered.", value=runtime.in_flight)
+
+
+class _AccessLine:
+    """Formatted only if a handler writes it (`logging` calls `str()` lazily)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return json.dumps(self.fields, separators=(",", ":"))
+
+
+def configure_access_log() -> None:
+    """For `gateway serve` workers: access lines go to stdout, one JSON object a line."""
+    if access_logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_logger.addHandler(handler)
+    access_logger.setLevel(logging.INFO)
+    access_logger.propagate = False
+
+
+class Observability:
+    """The ASGI wrapper: request id, drain refusal, in-flight count, metrics, access log."""
+
+    def __init__(self, app: Any, runtime: EdgeRuntime, *, access_log: bool = True) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.metrics = GatewayMetrics(runtime)
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        runtime = self.runtime
+        request_id = self._request_id(scope)
+        if kind == "http" and scope["path"] == METRICS_PATH:
+            await answers.send_answer(
+                send, 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), answers.NO_STORE],
+                self.metrics.exposition(),
+            )  # fmt: skip
+            return
+        record = scope[RECORD_KEY] = RequestRecord("gateway" if scope["path"].startswith(_GATEWAY_PREFIX) else "proxy")
+        status = 0
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            message_type = message["type"]
+            if message_type == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (REQUEST_ID, request_id)]
+            elif message_type == "websocket.accept":
+                status = 101
+            await send(message)
+
+        if kind == "http":
+            if runtime.draining:
+                await answers.error(
+                    send_with_id, 503, "shutting_down", "The gateway is shutting down; try again.",
+                    headers=[(b"connection", b"close"), (b"retry-after", b"1")],
+                )  # fmt: skip
+            else:
+                runtime.request_started()
+                try:
+                    await self.app(scope, receive, send_with_id)
+                finally:
+                    runtime.request_finished()
+        else:
+            await self.app(scope, receive, send_with_id)
+        seconds = time.perf_counter() - started
+        self.metrics.observe(record, status, seconds)
+        if self.access_log and access_logger.isEnabledFor(logging.INFO):
+            access_logger.info(
+                "%s",
+                _AccessLine(
+                    {
+                        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                        "request_id": request_id.decode("ascii"),
+                        "method": scope.get("method", "GET") if kind == "http" else "WEBSOCKET",
+                        "path": scope["path"],
+                        "status": status,
+                        "route": record.route_class,
+                        "decision": record.decision or None,
+                        "reason": record.reason or None,
+                        "user_id": record.user_id,
+                        "upstream_seconds": _rounded(record.upstream_seconds),
+                        "upstream_error": record.upstream_error,
+                        "total_seconds": _rounded(seconds),
+                    }
+                ),
+            )
+
+    def _request_id(self, scope: Scope) -> bytes:
+        """The trusted proxy's `X-Request-Id`, else a new one; the app receives it as `X-Request-Id`."""
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        incoming: bytes | None = None
+        for name, value in headers:
+            if name == REQUEST_ID:
+                incoming = value
+                break
+        if incoming is not None and _VALID_REQUEST_ID.fullmatch(incoming):
+            client = scope.get("client")
+            if client and self.runtime.forwarded.is_trusted(str(client[0])):
+                return incoming
+        request_id = secrets.token_hex(8).encode("ascii")
+        if incoming is None:
+            scope["headers"] = [*headers, (REQUEST_ID, request_id)]
+        else:
+            scope["headers"] = [*(pair for pair in headers if pair[0] != REQUEST_ID), (REQUEST_ID, request_id)]
+        return request_id
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 6)
