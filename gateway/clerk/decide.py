@@ -7,6 +7,7 @@ with a callback for synchronous drivers (tests, `gateway explain`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -249,12 +250,12 @@ def _uses_suffixed_cookies(
     return not (suffixed_uat is None and suffixed_session is not None)
 
 
+_SCHEMES = re.compile(r"https?://", re.IGNORECASE)
+
+
 def _strip_scheme(issuer: str) -> str:
-    lowered = issuer
-    for prefix in ("https://", "http://"):
-        while lowered.lower().startswith(prefix):
-            lowered = lowered[len(prefix) :]
-    return lowered.replace("https://", "").replace("http://", "")
+    r"""`iss.replace(/https?:\/\//gi, '')`."""
+    return _SCHEMES.sub("", issuer)
 
 
 def _iat(decoded: DecodedJwt | None) -> float:

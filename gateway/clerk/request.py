@@ -6,6 +6,7 @@ strips the rest before building the view, so the core can follow Clerk's rules l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -42,18 +43,16 @@ class RequestView:
                 merged[name] = merged[name] + ("; " if name == "cookie" else ", ") + value
             else:
                 merged[name] = value
-        clerk_url = compute_clerk_url(url, merged)
-        parts = urlsplit(clerk_url)
-        origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        clerk_url, origin, path, query = public_url(url, merged)
         return cls(
             method=method.upper(),
             url=url,
             headers=merged,
             cookies=parse_cookie_header(merged.get("cookie", "")),
-            query=tuple(parse_query(parts.query)),
+            query=tuple(parse_query(query)) if query else (),
             clerk_url=clerk_url,
             clerk_origin=origin,
-            path=parts.path or "/",
+            path=path or "/",
         )
 
     def header(self, name: str) -> str | None:
@@ -90,17 +89,59 @@ class RequestView:
 
 def compute_clerk_url(raw_url: str, headers: Mapping[str, str]) -> str:
     """Clerk's `clerkUrl`: the raw path and query under the forwarded (or Host) origin."""
+    return public_url(raw_url, headers)[0]
+
+
+# What the WHATWG parser leaves untouched: plain host names, and paths/queries with no character it
+# would percent-encode, no dot segment and no backslash. Such URLs skip the general parser.
+_SIMPLE_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::([0-9]{1,5}))?")
+_SIMPLE_PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*")
+_SIMPLE_QUERY = re.compile(r"[A-Za-z0-9\-._~!$&()*+,;=:@%/?]*")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def public_url(raw_url: str, headers: Mapping[str, str]) -> tuple[str, str, str, str]:
+    """(`clerkUrl`, its origin, path, query) for a request, as Clerk's SDK computes `clerkUrl`."""
+    scheme, separator, rest = raw_url.partition("://")
+    forwarded_host = headers.get("x-forwarded-host")
+    host = forwarded_host.split(",")[0] if forwarded_host is not None else headers.get("host")
+    forwarded_proto = headers.get("x-forwarded-proto")
+    proto = forwarded_proto.split(",")[0] if forwarded_proto is not None else scheme.lower()
+    if separator and host and proto in _DEFAULT_PORTS and "#" not in rest:
+        slash = rest.find("/")
+        target = rest[slash:] if slash != -1 else "/"
+        path, _, query = target.partition("?")
+        lowered = host.lower()
+        simple = _SIMPLE_HOST.fullmatch(lowered)
+        if (
+            simple is not None
+            and _SIMPLE_PATH.fullmatch(path)
+            and "/." not in path
+            and _SIMPLE_QUERY.fullmatch(query)
+            and (simple.group(1) is None or int(simple.group(1)) <= 65535)
+        ):
+            port = simple.group(1)
+            if port is not None and port.lstrip("0") == _DEFAULT_PORTS[proto]:
+                lowered = lowered.rpartition(":")[0]
+            elif port is not None:
+                lowered = f"{lowered.rpartition(':')[0]}:{int(port)}"
+            origin = f"{proto}://{lowered}"
+            return f"{origin}{path}{'?' + query if query else ''}", origin, path, query
+    return _general_public_url(raw_url, host, (forwarded_proto is not None and proto) or None)
+
+
+def _general_public_url(raw_url: str, host: str | None, proto: str | None) -> tuple[str, str, str, str]:
     try:
         raw = urlsplit(raw_url)
     except ValueError as error:
         raise BadRequestError(f"Unparsable request URL: {error}") from error
-    forwarded_host = headers.get("x-forwarded-host")
-    host = forwarded_host.split(",")[0] if forwarded_host is not None else headers.get("host")
-    forwarded_proto = headers.get("x-forwarded-proto")
-    proto = forwarded_proto.split(",")[0] if forwarded_proto is not None else raw.scheme
+    scheme = proto if proto is not None else raw.scheme
     path_and_query = (raw.path or "/") + (f"?{raw.query}" if raw.query else "")
-    candidate = f"{proto}://{host}{path_and_query}" if host else raw_url
+    candidate = f"{scheme}://{host}{path_and_query}" if host else raw_url
     try:
-        return normalize_url(candidate)
+        clerk_url = normalize_url(candidate)
     except InvalidUrl as error:
         raise BadRequestError(f"Cannot form the request's public URL: {error}") from error
+    parts = urlsplit(clerk_url)
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return clerk_url, origin, parts.path or "/", parts.query

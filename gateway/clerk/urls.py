@@ -81,7 +81,44 @@ def parse_absolute_url(text: str) -> tuple[str, str, str, str, str]:
             userinfo += ":" + parts.password
         netloc = f"{userinfo}@{netloc}"
     path = parts.path or ("/" if scheme in DEFAULT_PORTS else "")
-    return scheme, netloc, path, parts.query, parts.fragment
+    if scheme in DEFAULT_PORTS:
+        path = _remove_dot_segments(path.replace("\\", "/"))
+    return scheme, netloc, _percent_encode(path, _PATH_SAFE), _percent_encode(parts.query, _QUERY_SAFE), parts.fragment
+
+
+# Characters the WHATWG URL parser leaves as they are in a path / a special URL's query (`%` too:
+# existing escapes are kept verbatim); everything else is UTF-8 percent-encoded.
+_PATH_SAFE = "!$%&'()*+,-./:;=@[]_|~"
+_QUERY_SAFE = "!$%&()*+,-./:;=?@[\\]^_`{|}~"
+
+
+def _percent_encode(text: str, safe: str) -> str:
+    if text.isascii() and all(ch.isalnum() or ch in safe for ch in text):
+        return text
+    return quote(text, safe=safe)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """`.` and `..` segments (also as `%2e`) resolved as the WHATWG parser does."""
+    if "." not in path and "%2" not in path.lower():
+        return path
+    output: list[str] = []
+    segments = path.split("/")[1:]
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        lowered = segment.lower()
+        if lowered in (".", "%2e"):
+            if last:
+                output.append("")
+            continue
+        if lowered in ("..", ".%2e", "%2e.", "%2e%2e"):
+            if output:
+                output.pop()
+            if last:
+                output.append("")
+            continue
+        output.append(segment)
+    return "/" + "/".join(output)
 
 
 def normalize_url(text: str) -> str:

@@ -57,7 +57,9 @@ class Gate:
             remove_request_headers=runtime.identity.strip,
             add_response_headers=answers.encode_headers(
                 (name, value) for name, value in state.headers if name not in _STATE_HEADERS_NOT_FORWARDED
-            ),
+            )
+            if state.headers
+            else [],
         )
         record = record_of(scope)
         record.upstream_seconds = proxied.upstream_seconds
@@ -77,10 +79,9 @@ class Gate:
         if refusal is not None:
             return refusal
         headers = _decode_headers(runtime.forwarded.believed_headers(scope))
-        html_page = answers.wants_html(headers)
         host = headers.get("host") or _server_host(scope)
         if runtime.allowed_hosts and host.lower() not in runtime.allowed_hosts:
-            return Refusal(421, "host_not_allowed", "This host is not served here.", html_page)
+            return Refusal(421, "host_not_allowed", "This host is not served here.", answers.wants_html(headers))
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         target = raw_path.split(b"?", 1)[0].decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
         method = str(scope.get("method", "GET"))
@@ -89,22 +90,24 @@ class Gate:
             assert runtime.authenticator is not None
             state = await runtime.authenticator.authenticate(view)
         except BadRequestError as error:
-            return Refusal(400, error.reason, error.message, html_page)
+            return Refusal(400, error.reason, error.message, answers.wants_html(headers))
         except ClerkProtocolError as error:
             logger.warning("authentication failed: %s", error.message)
-            return Refusal(400, error.reason, error.message, html_page)
+            return Refusal(400, error.reason, error.message, answers.wants_html(headers))
+        signed_in = state.status == "signed-in"
         record = record_of(scope)
         record.decision = state.status
         record.reason = state.reason
-        record.user_id = state.claims.user_id if state.claims is not None and state.is_signed_in else None
-        state_headers = answers.encode_headers(state.headers)
-        if state.location is not None:
-            return Refusal(
-                307, "", "", location=state.location, headers=[pair for pair in state_headers if pair[0] != b"location"]
-            )
-        decision = runtime.policy.decide(view.path, view.headers, state.claims if state.is_signed_in else None)
+        record.user_id = state.claims.user_id if signed_in and state.claims is not None else None
+        location = state.location if state.headers else None
+        if location is not None:
+            return Refusal(307, "", "", location=location, headers=answers.encode_headers(
+                (name, value) for name, value in state.headers if name != "location"))
+        decision = runtime.policy.decide(view.path, view.headers, state.claims if signed_in else None)
         if decision.verdict == "allow":
             return state, view.headers
+        html_page = answers.wants_html(headers)
+        state_headers = answers.encode_headers(state.headers)
         if decision.verdict == "forbidden":
             return Refusal(
                 403,
@@ -129,8 +132,8 @@ class Gate:
                 headers=state_headers,
                 extra={"reason": state.reason},
             )
-        location = sign_in_url(runtime.settings.clerk, view.clerk_url, view.clerk_origin, _dev_browser(view, runtime))
-        return Refusal(307, "", "", location=location, headers=[(b"cache-control", b"no-store"), *state_headers])
+        target = sign_in_url(runtime.settings.clerk, view.clerk_url, view.clerk_origin, _dev_browser(view, runtime))
+        return Refusal(307, "", "", location=target, headers=[(b"cache-control", b"no-store"), *state_headers])
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         """WebSockets are authenticated at the upgrade, then relayed to the app."""

@@ -25,6 +25,7 @@ from gateway.settings import IdentityHeaders
 ASSERTION_HEADER = "X-Gateway-Identity-Assertion"
 ASSERTION_LIFETIME = 60
 ASSERTION_ISSUER = "session-gateway"
+_MEMO_SIZE = 10_000
 
 
 def spoofable_names(headers: IdentityHeaders, extra: tuple[str, ...] = ()) -> frozenset[bytes]:
@@ -103,8 +104,22 @@ class IdentityHeaderWriter:
         }
         self._asserter = asserter
         self.strip = spoofable_names(names)
+        self._by_token: dict[str, list[tuple[bytes, bytes]]] = {}
 
     def headers_for(self, state: AuthState) -> list[tuple[bytes, bytes]]:
+        """The app's identity headers; a signed-in token's are built once and reused (without assertion)."""
+        token = state.token
+        if token is not None and state.status == "signed-in" and self._asserter is None:
+            cached = self._by_token.get(token)
+            if cached is None:
+                cached = self._build(state)
+                if len(self._by_token) >= _MEMO_SIZE:
+                    self._by_token.clear()
+                self._by_token[token] = cached
+            return list(cached)
+        return self._build(state)
+
+    def _build(self, state: AuthState) -> list[tuple[bytes, bytes]]:
         names = self._names
         claims = state.claims if state.is_signed_in else None
         status = "signed-in" if claims is not None and claims.user_id and not claims.is_pending else "signed-out"

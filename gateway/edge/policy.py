@@ -15,6 +15,7 @@ from gateway.clerk.claims import SessionClaims
 from gateway.settings import GatewaySettings, RouteRule
 
 Verdict = Literal["allow", "sign-in", "forbidden"]
+_MEMO_SIZE = 4096
 
 
 def compile_path_pattern(pattern: str) -> re.Pattern[str]:
@@ -48,8 +49,20 @@ class Policy:
         self._api = tuple(compile_path_pattern(path) for path in settings.api_paths)
         self._default = RouteRule(path="/*")
         self._public_rule = RouteRule(path="(public_paths)", access="public")
+        self._memo: dict[str, tuple[RouteRule, bool]] = {}
 
     def rule_for(self, path: str) -> RouteRule:
+        """The first matching rule (memoised per path: paths repeat, patterns are re-run otherwise)."""
+        cached = self._memo.get(path)
+        if cached is not None:
+            return cached[0]
+        rule = self._match_rule(path)
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()
+        self._memo[path] = (rule, any(pattern.match(path) for pattern in self._api))
+        return rule
+
+    def _match_rule(self, path: str) -> RouteRule:
         for compiled in self._rules:
             if compiled.pattern.match(path):
                 return compiled.rule
@@ -59,7 +72,9 @@ class Policy:
 
     def is_api_request(self, path: str, rule: RouteRule, headers: Mapping[str, str]) -> bool:
         """API calls get 401 JSON; navigations get the sign-in redirect."""
-        if rule.api or any(pattern.match(path) for pattern in self._api):
+        cached = self._memo.get(path)
+        api_path = cached[1] if cached is not None else any(pattern.match(path) for pattern in self._api)
+        if rule.api or api_path:
             return True
         if headers.get("sec-fetch-dest", "") in ("document", "iframe"):
             return False
