@@ -57,6 +57,9 @@ class ClientInfo:
         return f"{self.proto}://{self.host}" if self.host else None
 
 
+_BELIEVED_KEY = "gateway.believed_headers"
+
+
 class ForwardedPolicy:
     """Believe forwarding headers only from peers in `trusted_proxies` (IP networks)."""
 
@@ -131,16 +134,26 @@ class ForwardedPolicy:
         return client_ip, tuple(chain)
 
     def believed_headers(self, scope: dict[str, Any]) -> Headers:
-        """The request headers minus the forwarding headers we do not believe (all of them if untrusted)."""
+        """The request headers minus the forwarding headers we do not believe (all of them if untrusted).
+
+        Computed once per request (the gate and the proxy both need it) and kept on the scope; callers
+        get their own copy of the list.
+        """
         headers: Headers = scope["headers"]
+        cached = scope.get(_BELIEVED_KEY)
+        if cached is not None and cached[0] is headers:
+            return list(cached[1])
         client = scope.get("client")
         if client and self.is_trusted(str(client[0])):
-            return list(headers)
-        return [
-            (name, value)
-            for name, value in headers
-            if not (name.startswith(FORWARDING_HEADER_PREFIX) or name in FORWARDING_HEADERS)
-        ]
+            believed = list(headers)
+        else:
+            believed = [
+                (name, value)
+                for name, value in headers
+                if not (name.startswith(FORWARDING_HEADER_PREFIX) or name in FORWARDING_HEADERS)
+            ]
+        scope[_BELIEVED_KEY] = (headers, believed)
+        return list(believed)
 
     def frontend_api_client_ip(self, info: ClientInfo, believed: Headers) -> str:
         """The client IP Clerk's Frontend API proxy sends (PROTOCOL.md §8): `cf-connecting-ip` ‖ `x-real-ip` ‖
