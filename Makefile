@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-deps clean browser clerk-js
+.PHONY: demo test lint typecheck unit bench bench-deps clean system-deps clerk-js
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) clerk-js
 	$(BIN)/gateway demo
 
-test: $(STAMP) lint typecheck browser clerk-js
+test: $(STAMP) lint typecheck system-deps clerk-js
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -24,13 +24,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Debian's Chromium for the real-browser tests; installed when we may (root + apt), else they are skipped loudly.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's chromium for the browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "NOTE: chromium is missing and cannot be installed here: browser tests will be SKIPPED"; fi; }
+# Debian's Chromium (real-browser tests) and nginx (the nginx forward-auth recipe, run for real): installed
+# when we may (root + apt); otherwise the tests that need them are skipped with a loud reason.
+system-deps:
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	  if [ -z "$$missing" ]; then :; \
+	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "NOTE:$$missing missing and not installable here: the tests that need them will be SKIPPED"; fi
 
 # Clerk's browser SDK for the demo's /sdk page and its browser test, pinned in gateway/demo/clerk-js/package-lock.json.
 # `npm ci` only when node_modules is older than the lockfile; without npm, /sdk is disabled and its test is SKIPPED.
