@@ -68,7 +68,8 @@ def page(request: web.Request, title: str, body: str) -> web.Response:
     )
     text = (
         f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)} · {app_name}</title>"
-        f"<style>{STYLE}</style></head><body><p class=muted>{app_name}</p>{nav}<h1>{html.escape(title)}</h1>"
+        f"<style>{STYLE}</style></head><body><p class=muted>{app_name} · "
+        f"<span id=host>{html.escape(request.host)}</span></p>{nav}<h1>{html.escape(title)}</h1>"
         f"{body}{sign_out}</body></html>"
     )
     return web.Response(text=text, content_type="text/html")

@@ -91,6 +91,7 @@ def test_the_satellite_domain_is_signed_in_through_the_sync_round_trip(page: Any
     page.goto(f"{demo.satellite_origin}/")
     assert page.url.startswith(demo.satellite_origin), page.url
     assert page.inner_text("#greeting") == "Signed in as user_alice."
+    assert page.inner_text("#host") == demo.satellite_origin.removeprefix("http://")
     assert [r for r in reasons if r][:3] == ["satellite-needs-syncing", "primary-responds-to-syncing",
                                               "dev-browser-sync"]
     shot(page, "06-satellite-signed-in")
