@@ -6,12 +6,11 @@ least as fast as a proxied signed-in GET).
 
 from __future__ import annotations
 
-import html
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.edge.asgi_types import Send
+from gateway.edge.http_errors import error_body
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -52,30 +51,5 @@ async def error(
     extra: Mapping[str, Any] | None = None,
 ) -> None:
     """A precise error answer: JSON for programs, a short page for people; never a traceback."""
-    base = [*(headers or []), NO_STORE]
-    if html_page:
-        title = html.escape(_TITLES.get(status, "Error"))
-        body = (
-            f"<!doctype html><html><head><meta charset=utf-8><title>{status} {title}</title></head>"
-            f"<body><h1>{status} {title}</h1><p>{html.escape(message)}</p></body></html>"
-        ).encode()
-        await send_answer(send, status, [(b"content-type", b"text/html; charset=utf-8"), *base], body)
-        return
-    payload = {"error": code, "message": message, **(extra or {})}
-    body = json.dumps(payload).encode()
-    await send_answer(send, status, [(b"content-type", b"application/json"), *base], body)
-
-
-_TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    414: "URI Too Long",
-    421: "Misdirected Request",
-    431: "Request Header Fields Too Large",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
+    content_type, body = error_body(status, code, message, as_html=html_page, extra=extra)
+    await send_answer(send, status, [(b"content-type", content_type), *(headers or []), NO_STORE], body)

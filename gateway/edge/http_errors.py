@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from gateway.edge.asgi_types import Send
 
@@ -15,6 +16,13 @@ Headers = list[tuple[bytes, bytes]]
 
 REASONS = {
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    414: "URI Too Long",
+    421: "Misdirected Request",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -27,16 +35,22 @@ def wants_html(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return any(name == b"accept" and b"text/html" in value for name, value in headers)
 
 
-def error_body(status: int, code: str, message: str, *, as_html: bool) -> tuple[bytes, bytes]:
-    """(content type, body) of an error answer."""
+_PAGE_STYLE = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#1d2330}"
+
+
+def error_body(
+    status: int, code: str, message: str, *, as_html: bool, extra: Mapping[str, Any] | None = None
+) -> tuple[bytes, bytes]:
+    """(content type, body) of an error answer: a short page for people, JSON for programs."""
     if as_html:
         title = html.escape(f"{status} {REASONS.get(status, 'Error')}")
         page = (
-            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
-            f"<body><h1>{title}</h1><p>{html.escape(message)}</p></body></html>\n"
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{_PAGE_STYLE}</style></head><body><h1>{title}</h1><p>{html.escape(message)}</p>"
+            '<p><a href="/">Back to the start page</a></p></body></html>\n'
         )
         return b"text/html; charset=utf-8", page.encode()
-    return b"application/json", json.dumps({"error": code, "message": message}).encode()
+    return b"application/json", json.dumps({"error": code, "message": message, **(extra or {})}).encode()
 
 
 async def send_error(
