@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from gateway.edge.app import create_app
 from gateway.emulator.server import EmulatorServer
 from tests.integration.conftest import gateway_settings
 from tests.support.browser import FETCH, NAVIGATION
-from tests.support.faults import mint_token
+from tests.support.faults import mint_token, serve_environment
 from tests.support.upstream import EchoUpstream, serving_asgi, unused_port, upstream_in_thread
 
 
@@ -226,17 +225,7 @@ def test_sigterm_to_gateway_serve_finishes_the_in_flight_request(server: str) ->
     with EmulatorServer() as clerk, upstream_in_thread() as echo:
         port = unused_port()
         base = f"http://127.0.0.1:{port}"
-        environment = {
-            **os.environ,
-            "CLERK_PUBLISHABLE_KEY": clerk.publishable_key,
-            "CLERK_SECRET_KEY": clerk.secret_key,
-            "CLERK_API_URL": clerk.api_url,
-            "CLERK_FAPI_URL": clerk.fapi_url,
-            "GATEWAY_UPSTREAM": echo.url,
-            "GATEWAY_PUBLIC_PATHS": "/_/*",
-            "GATEWAY_LISTEN": f"127.0.0.1:{port}",
-            "GATEWAY_ACCESS_LOG": "false",
-        }
+        environment = serve_environment(clerk, echo.url, port, GATEWAY_PUBLIC_PATHS="/_/*")
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--server", server],
             env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

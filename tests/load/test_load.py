@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from gateway.emulator.server import EmulatorServer
-from tests.support.faults import mint_token
+from tests.support.faults import mint_token, serve_environment
 from tests.support.upstream import unused_port, upstream_in_thread
 
 REQUESTS = int(os.environ.get("LOAD_REQUESTS", "20000"))
@@ -87,17 +87,7 @@ def test_bounded_load_has_no_5xx_no_identity_mix_ups_and_flat_memory(tmp_path: P
         tokens = [mint_token(clerk, f"user_{i}") for i in range(USERS)]
         port = unused_port()
         base = f"http://127.0.0.1:{port}"
-        environment = {
-            **os.environ,
-            "CLERK_PUBLISHABLE_KEY": clerk.publishable_key,
-            "CLERK_SECRET_KEY": clerk.secret_key,
-            "CLERK_API_URL": clerk.api_url,
-            "CLERK_FAPI_URL": clerk.fapi_url,
-            "GATEWAY_UPSTREAM": echo.url,
-            "GATEWAY_API_PATHS": "/api/*",
-            "GATEWAY_LISTEN": f"127.0.0.1:{port}",
-            "GATEWAY_ACCESS_LOG": "false",
-        }
+        environment = serve_environment(clerk, echo.url, port, GATEWAY_API_PATHS="/api/*")
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--server", SERVER],
             env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -216,3 +217,18 @@ def mint_token(clerk: EmulatorServer, user_id: str, *, authorized_party: str | N
     return mint_session_token(
         state, clerk.instance.keys, session, authorized_party=authorized_party, issuer=clerk.config.issuer
     )
+
+
+def serve_environment(clerk: EmulatorServer, upstream_url: str, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a `gateway serve` subprocess in front of `upstream_url`, talking to `clerk`."""
+    return {
+        **os.environ,
+        "CLERK_PUBLISHABLE_KEY": clerk.publishable_key,
+        "CLERK_SECRET_KEY": clerk.secret_key,
+        "CLERK_API_URL": clerk.api_url,
+        "CLERK_FAPI_URL": clerk.fapi_url,
+        "GATEWAY_UPSTREAM": upstream_url,
+        "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        "GATEWAY_ACCESS_LOG": "false",
+        **settings,
+    }
