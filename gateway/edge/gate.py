@@ -1,13 +1,13 @@
 """The gate every proxied request passes: limits, the Clerk decision, the route policy, then the app.
 
-A raw ASGI callable mounted at `/` of the Litestar app. It translates between ASGI and the core and
-holds no protocol logic: every cookie and token rule lives in `gateway.clerk`.
+A raw ASGI callable that the app's dispatcher sends every non-`/__gateway/` request to. It translates
+between ASGI and the core and holds no protocol logic: every cookie and token rule lives in `gateway.clerk`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from urllib.parse import unquote
 
 from gateway.clerk.decide import AuthState
@@ -32,7 +32,7 @@ class Gate:
         runtime = self.runtime
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = raw_path.split(b"?", 1)[0].decode("latin-1")
-        scope["path"] = unquote(path)  # a mount rewrites `path`; the app and the proxies need the real one
+        scope["path"] = unquote(path)  # the real path, even behind a router mount that rewrites it
         if runtime.frontend_api is not None and runtime.frontend_api.matches(path):
             record_of(scope).route_class = "frontend_api"
             await runtime.frontend_api.handle(scope, receive, send)
@@ -47,7 +47,7 @@ class Gate:
             record.decision, record.reason = record.decision or "refused", record.reason or outcome.code
             await outcome.send(send)
             return
-        state, headers = outcome
+        state = outcome
         assert runtime.proxy is not None
         proxied = await runtime.proxy.forward(
             scope,
@@ -64,9 +64,8 @@ class Gate:
         record = record_of(scope)
         record.upstream_seconds = proxied.upstream_seconds
         record.upstream_error = proxied.error
-        del headers
 
-    async def admit(self, scope: Scope, path: str) -> Refusal | tuple[AuthState, Mapping[str, str]]:
+    async def admit(self, scope: Scope, path: str) -> Refusal | AuthState:
         """Decide whether the request goes on to the app; a `Refusal` is the answer to send otherwise."""
         runtime = self.runtime
         settings = runtime.settings.gateway
@@ -105,7 +104,7 @@ class Gate:
                 (name, value) for name, value in state.headers if name != "location"))
         decision = runtime.policy.decide(view.path, view.headers, state.claims if signed_in else None)
         if decision.verdict == "allow":
-            return state, view.headers
+            return state
         html_page = answers.wants_html(headers)
         state_headers = answers.encode_headers(state.headers)
         if decision.verdict == "forbidden":
@@ -143,7 +142,7 @@ class Gate:
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1008 if outcome.status in (401, 403, 307) else 1011})
             return
-        state, _ = outcome
+        state = outcome
         assert runtime.proxy is not None
         await runtime.proxy.forward_websocket(
             scope,
