@@ -43,6 +43,11 @@ class RequestView:
                 merged[name] = merged[name] + ("; " if name == "cookie" else ", ") + value
             else:
                 merged[name] = value
+        return cls.from_merged(method, url, merged)
+
+    @classmethod
+    def from_merged(cls, method: str, url: str, merged: dict[str, str]) -> RequestView:
+        """`build` for headers already merged under lower-case names (the edge decodes them once)."""
         clerk_url, origin, path, query = public_url(url, merged)
         return cls(
             method=method.upper(),

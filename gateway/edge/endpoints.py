@@ -19,7 +19,7 @@ from gateway.clerk.errors import ClerkProtocolError
 from gateway.clerk.redirects import is_allowed_redirect, sign_in_url
 from gateway.clerk.request import RequestView
 from gateway.edge.asgi_types import Scope
-from gateway.edge.gate import _decode_headers, _dev_browser, _server_host
+from gateway.edge.gate import decode_headers, dev_browser_token, server_host
 from gateway.edge.runtime import EdgeRuntime
 
 PREFIX = "/__gateway"
@@ -38,16 +38,16 @@ def _scope(request: Request[Any, Any, Any]) -> Scope:
 def request_view(
     runtime: EdgeRuntime, scope: Scope, *, method: str | None = None, url: str | None = None
 ) -> RequestView:
-    headers = _decode_headers(runtime.forwarded.believed_headers(scope))
+    headers = decode_headers(runtime.forwarded.believed_headers(scope))
     if url is None:
-        host = headers.get("host") or _server_host(scope)
+        host = headers.get("host") or server_host(scope)
         scheme = "https" if scope.get("scheme") == "https" else "http"
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         query: bytes = scope.get("query_string", b"")
         url = f"{scheme}://{host}{raw_path.split(b'?', 1)[0].decode('latin-1')}" + (
             f"?{query.decode('latin-1')}" if query else ""
         )
-    return RequestView.build(method or str(scope.get("method", "GET")), url, headers)
+    return RequestView.from_merged(method or str(scope.get("method", "GET")), url, headers)
 
 
 def identity_json(claims: SessionClaims | None) -> dict[str, Any] | None:
@@ -125,7 +125,7 @@ async def forward_auth(request: Request[Any, Any, Any]) -> ASGIResponse:
     a 3xx through `auth_request`, so it gets 401 with the `Location` to use in its `error_page`.
     """
     runtime = _runtime(request)
-    headers = _decode_headers(runtime.forwarded.believed_headers(_scope(request)))
+    headers = decode_headers(runtime.forwarded.believed_headers(_scope(request)))
     nginx_style = "x-original-url" in headers
     method, url = _original_request(headers)
     if url is None:
@@ -153,7 +153,7 @@ async def forward_auth(request: Request[Any, Any, Any]) -> ASGIResponse:
         return _response(403, {"error": "forbidden"}, state_headers)
     if decision.is_api or not view.is_get:
         return _response(401, {"error": "unauthenticated", "reason": state.reason}, state_headers)
-    location = sign_in_url(runtime.settings.clerk, view.clerk_url, view.clerk_origin, _dev_browser(view, runtime))
+    location = sign_in_url(runtime.settings.clerk, view.clerk_url, view.clerk_origin, dev_browser_token(view, runtime))
     return _redirect_answer(location, state_headers, nginx_style)
 
 

@@ -77,15 +77,15 @@ class Gate:
         refusal = _header_refusal(raw_headers, settings.max_header_bytes, settings.max_cookies)
         if refusal is not None:
             return refusal
-        headers = _decode_headers(runtime.forwarded.believed_headers(scope))
-        host = headers.get("host") or _server_host(scope)
+        headers = decode_headers(runtime.forwarded.believed_headers(scope))
+        host = headers.get("host") or server_host(scope)
         if runtime.allowed_hosts and host.lower() not in runtime.allowed_hosts:
             return Refusal(421, "host_not_allowed", "This host is not served here.", answers.wants_html(headers))
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         target = raw_path.split(b"?", 1)[0].decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
         method = str(scope.get("method", "GET"))
         try:
-            view = RequestView.build(method, f"{scheme}://{host}{target}", headers)
+            view = RequestView.from_merged(method, f"{scheme}://{host}{target}", headers)
             assert runtime.authenticator is not None
             state = await runtime.authenticator.authenticate(view)
         except BadRequestError as error:
@@ -100,8 +100,13 @@ class Gate:
         record.user_id = state.claims.user_id if signed_in and state.claims is not None else None
         location = state.location if state.headers else None
         if location is not None:
-            return Refusal(307, "", "", location=location, headers=answers.encode_headers(
-                (name, value) for name, value in state.headers if name != "location"))
+            return Refusal(
+                307,
+                "",
+                "",
+                location=location,
+                headers=answers.encode_headers((name, value) for name, value in state.headers if name != "location"),
+            )
         decision = runtime.policy.decide(view.path, view.headers, state.claims if signed_in else None)
         if decision.verdict == "allow":
             return state
@@ -131,7 +136,9 @@ class Gate:
                 headers=state_headers,
                 extra={"reason": state.reason},
             )
-        target = sign_in_url(runtime.settings.clerk, view.clerk_url, view.clerk_origin, _dev_browser(view, runtime))
+        target = sign_in_url(
+            runtime.settings.clerk, view.clerk_url, view.clerk_origin, dev_browser_token(view, runtime)
+        )
         return Refusal(307, "", "", location=target, headers=[(b"cache-control", b"no-store"), *state_headers])
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
@@ -218,7 +225,7 @@ def _header_refusal(raw: Iterable[tuple[bytes, bytes]], max_bytes: int, max_cook
     return None
 
 
-def _decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for raw_name, raw_value in raw:
         name = raw_name.decode("latin-1").lower()
@@ -230,7 +237,7 @@ def _decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return headers
 
 
-def _server_host(scope: Scope) -> str:
+def server_host(scope: Scope) -> str:
     server = scope.get("server")
     if not server:
         return "localhost"
@@ -242,6 +249,6 @@ def _carries_token(view: RequestView) -> bool:
     return bool(view.header("authorization")) or any(name.startswith("__session") for name in view.cookies)
 
 
-def _dev_browser(view: RequestView, runtime: EdgeRuntime) -> str | None:
+def dev_browser_token(view: RequestView, runtime: EdgeRuntime) -> str | None:
     suffix = runtime.settings.clerk.cookie_suffix
     return view.cookies.get(f"__clerk_db_jwt_{suffix}") or view.cookies.get("__clerk_db_jwt") or None

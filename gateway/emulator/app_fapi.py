@@ -64,6 +64,18 @@ class Fapi:
         value = self.state.new_client_cookie(client)
         return CookieSpec("__client", value, max_age=TEN_YEARS, http_only=True, secure=secure).header()
 
+    def uat_cookies(self, client: Client) -> list[str]:
+        """The `__client_uat` change to announce after a sign-in or sign-out (production only)."""
+        return [self.uat_cookie(client)] if self.config.production else []
+
+    def sign_out_client(self, request: AnyRequest) -> ASGIResponse:
+        """End every session of the request's client and answer with the client (`DELETE` forms)."""
+        client = self.find_client(request, create=False).client
+        if client is None:
+            raise not_found("client")
+        self.sign_out_all(client)
+        return self.wrapped(self.client_json(client), client, cookies=self.uat_cookies(client))
+
     def uat_cookie(self, client: Client) -> str:
         """`__client_uat` on the parent domain, so the app sees the sign-in state change (production)."""
         return CookieSpec(
@@ -167,12 +179,7 @@ def create_fapi_app(instance: Instance) -> ASGIApp:
 
     @delete("/v1/client", status_code=200)
     async def delete_client(request: Request[Any, Any, Any]) -> ASGIResponse:
-        client = fapi.find_client(request, create=False).client
-        if client is None:
-            raise not_found("client")
-        fapi.sign_out_all(client)
-        cookies = [fapi.uat_cookie(client)] if config.production else []
-        return fapi.wrapped(fapi.client_json(client), client, cookies=cookies)
+        return fapi.sign_out_client(request)
 
     # -- sign-in -------------------------------------------------------------------------------
 
@@ -243,19 +250,14 @@ def create_fapi_app(instance: Instance) -> ASGIApp:
         if state.active_session(client) is not None:
             raise ClerkAPIError(400, "session_exists", "You're already signed in.")
         state.complete_sign_in(sign_in, client, user)
-        cookies = [fapi.uat_cookie(client)] if config.production else []
+        cookies = fapi.uat_cookies(client)
         return fapi.wrapped(fapi_sign_in(sign_in), client, cookies=cookies)
 
     # -- sessions ------------------------------------------------------------------------------
 
     @delete("/v1/client/sessions", status_code=200)
     async def remove_all_sessions(request: Request[Any, Any, Any]) -> ASGIResponse:
-        client = fapi.find_client(request, create=False).client
-        if client is None:
-            raise not_found("client")
-        fapi.sign_out_all(client)
-        cookies = [fapi.uat_cookie(client)] if config.production else []
-        return fapi.wrapped(fapi.client_json(client), client, cookies=cookies)
+        return fapi.sign_out_client(request)
 
     @get("/v1/client/sessions/{session_id:str}")
     async def get_session(request: Request[Any, Any, Any], session_id: FromPath[str]) -> ASGIResponse:
@@ -283,7 +285,7 @@ def create_fapi_app(instance: Instance) -> ASGIApp:
         session = fapi.client_session(client, session_id)
         state.end_session(session, status)
         assert client is not None
-        cookies = [fapi.uat_cookie(client)] if config.production else []
+        cookies = fapi.uat_cookies(client)
         return fapi.wrapped(fapi.session_json(session), client, cookies=cookies)
 
     @post("/v1/client/sessions/{session_id:str}/end", status_code=200)

@@ -58,6 +58,13 @@ async def upstream() -> AsyncIterator[EchoUpstream]:
         yield echo
 
 
+@pytest.fixture
+async def stack() -> AsyncIterator[contextlib.AsyncExitStack]:
+    """Async resources a test starts one by one, closed in reverse order at teardown."""
+    async with contextlib.AsyncExitStack() as exit_stack:
+        yield exit_stack
+
+
 def gateway_settings(clerk: EmulatorServer, upstream_url: str, **environment: str) -> Settings:
     """Settings for a gateway in front of `upstream_url`, talking to the emulator `clerk`."""
     environ = {

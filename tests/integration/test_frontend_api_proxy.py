@@ -15,7 +15,7 @@ import pytest
 from gateway.clerk.keys import make_publishable_key
 from gateway.edge.forwarded import ForwardedPolicy
 from gateway.edge.frontend_api import FrontendApiProxy, frontend_api_base_url
-from tests.support.upstream import EchoUpstream, running_upstream, serving_asgi, unused_port
+from tests.support.upstream import EchoUpstream, serving_asgi, unused_port
 
 SECRET_KEY = "sk_test_proxy-secret-0123456789"
 PUBLISHABLE_KEY = make_publishable_key("clerk.example.lcl.dev")
@@ -30,15 +30,9 @@ class Running:
 
 
 @pytest.fixture
-async def fapi() -> AsyncIterator[EchoUpstream]:
-    async with running_upstream() as running:
-        yield running
-
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    async with AsyncExitStack() as exit_stack:
-        yield exit_stack
+def fapi(upstream: EchoUpstream) -> EchoUpstream:
+    """The echo app stands in for Clerk's Frontend API."""
+    return upstream
 
 
 Factory = Callable[..., Awaitable[Running]]

@@ -29,7 +29,7 @@ from gateway.edge.proxy import (
     UpstreamUnreachable,
     _translate,
 )
-from tests.support.upstream import EchoUpstream, running_upstream, serving_asgi, unused_port
+from tests.support.upstream import EchoUpstream, serving_asgi, unused_port
 
 IDENTITY = frozenset({b"x-clerk-auth-status", b"x-clerk-user-id"})
 ADDED_REQUEST = [(b"x-clerk-auth-status", b"signed-in"), (b"x-clerk-user-id", b"user_gateway")]
@@ -73,18 +73,6 @@ class Running:
     @property
     def ws_url(self) -> str:
         return "ws" + self.url.removeprefix("http")
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[EchoUpstream]:
-    async with running_upstream() as running:
-        yield running
-
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    async with AsyncExitStack() as exit_stack:
-        yield exit_stack
 
 
 GatewayFactory = Callable[..., Awaitable[Running]]
