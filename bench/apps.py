@@ -1,7 +1,7 @@
 """ASGI apps the benchmark serves beside the gateway (granian factories, `bench.apps:<name>`).
 
-* `ceiling_app`: the Python ceiling, raw ASGI + the gateway's upstream client (aiohttp), no auth, no
-  header policy: what any Python proxy on this server and client costs at the least.
+* `ceiling_app`: the Python ceiling, raw ASGI + the gateway's upstream client (`Http1UpstreamClient`),
+  no auth, no header policy: what any Python proxy on this server and client costs at the least.
 * `litestar_mount_app`: the gateway's gate behind Litestar's router as an `asgi` mount at `/`, with the
   same observability wrapper (how `create_app` was built before its thin dispatcher), to measure what
   Litestar's routing costs a proxied request.
@@ -14,53 +14,47 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
-from yarl import URL
+from gateway.edge.http1 import Http1UpstreamClient
 
 Scope = dict[str, Any]
 
 
 def ceiling_app() -> Any:
     upstream = os.environ["GATEWAY_UPSTREAM"].rstrip("/")
-    session: aiohttp.ClientSession | None = None
-    skip = frozenset({b"host", b"connection", b"content-length"})
+    host = upstream.split("//", 1)[1].encode()
+    client = Http1UpstreamClient(connect_timeout=5.0, read_timeout=60.0, limit=256)
+    skip = frozenset({b"host", b"connection", b"content-length", b"transfer-encoding"})
     hop = frozenset({b"connection", b"keep-alive", b"transfer-encoding"})
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
-        nonlocal session
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    session = aiohttp.ClientSession(
-                        connector=aiohttp.TCPConnector(limit=256),
-                        cookie_jar=aiohttp.DummyCookieJar(),
-                        auto_decompress=False,
-                        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-                    )
+                    await client.start()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    if session is not None:
-                        await session.close()
+                    await client.aclose()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        assert session is not None
         query = scope.get("query_string", b"")
         target = upstream + scope["raw_path"].decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
-        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"] if n not in skip]
-        async with session.request(
-            scope["method"], URL(target, encoded=True), headers=headers, allow_redirects=False
-        ) as response:
+        headers = [(name, value) for name, value in scope["headers"] if name not in skip]
+        headers.append((b"host", host))
+        async with client.request(scope["method"], target, headers, None) as response:
             await send(
                 {
                     "type": "http.response.start",
                     "status": response.status,
-                    "headers": [(n.lower(), v) for n, v in response.raw_headers if n.lower() not in hop],
+                    "headers": [(n.lower(), v) for n, v in response.headers if n.lower() not in hop],
                 }
             )
-            async for chunk in response.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            ended = False
+            async for chunk in response.iter_body():
+                ended = response.complete  # the last chunk ends the response: one message for small answers
+                await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     return app
 

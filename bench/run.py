@@ -779,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
                  ["node", "server.js"], {"CLERK_JWT_KEY": tokens.public_pem, "CLERK_PUBLISHABLE_KEY": PUBLISHABLE_KEY,
                                          "CLERK_SECRET_KEY": SECRET_KEY, "UPSTREAM": f"http://127.0.0.1:{upstream_port}"},
                  skipped=peer_problem, cwd=PEER)
-        plan("ceiling", "Python ceiling: raw ASGI + aiohttp, no auth (granian)", proxied,
+        plan("ceiling", "Python ceiling: raw ASGI + Http1UpstreamClient, no auth (granian)", proxied,
              granian_command("bench.apps:ceiling_app", 0), {"GATEWAY_UPSTREAM": f"http://127.0.0.1:{upstream_port}"})
         refresh_port = free_port()
         plans_extra = gateway_env(tokens, upstream_port, refresh_port, api_url=f"http://127.0.0.1:{backend.port}")

@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.upstream_clients [--concurrency 64] [--seconds 5]
 
 The upstream (tests/support/upstream.py) runs in its own process so client and server do not share a
-core's GIL; each client sends small `GET /_/status/204` requests from `concurrency` tasks.
+core's GIL; each client (the gateway's own `Http1UpstreamClient`, aiohttp's, httpx's) sends small
+`GET /_/status/204` requests from `concurrency` tasks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import httpx
+
+from gateway.edge.http1 import Http1UpstreamClient
 
 
 def _serve(port_out: multiprocessing.connection.Connection) -> None:
@@ -47,6 +50,19 @@ async def _measure(send_one: Callable[[], Awaitable[None]], concurrency: int, se
 
 async def run(url: str, concurrency: int, seconds: float) -> None:
     target = url + "/_/status/204"
+    client = Http1UpstreamClient(connect_timeout=5.0, read_timeout=30.0, limit=256)
+    await client.start()
+    head = [(b"host", target.split("/")[2].encode())]
+    try:
+
+        async def http1_one() -> None:
+            async with client.request("GET", target, head, None) as response:
+                async for _ in response.iter_body():
+                    pass
+
+        print(f"Http1UpstreamClient:   {await _measure(http1_one, concurrency, seconds):8.0f} req/s")
+    finally:
+        await client.aclose()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
 
         async def aiohttp_one() -> None:

@@ -779,8 +779,9 @@ class GatewaySettings:
         help="Unknown key ids refetch the JWKS at most this often (seconds).",
     )  # fmt: skip
     token_cache_size: int = setting(
-        10000, integer(1), env="GATEWAY_TOKEN_CACHE_SIZE", help="Verified/refreshed tokens kept in memory."
-    )
+        10000, integer(1), env="GATEWAY_TOKEN_CACHE_SIZE",
+        help="Verified tokens, and remembered signed-in sessions, kept in memory (each).",
+    )  # fmt: skip
     identity_headers: IdentityHeaders = setting(
         IdentityHeaders(), parse_identity_headers, env="GATEWAY_IDENTITY_HEADERS",
         help="Header names for `status, reason, user_id, session_id, org_id, org_role, org_slug, "

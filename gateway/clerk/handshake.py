@@ -46,7 +46,9 @@ def handshake_url(
     dev_browser_token: str | None,
     organization_id: str | None,
 ) -> str:
-    redirect_url = edit_query(clerk_url, remove=("__clerk_db_jwt", "__dev_session"))
+    # `clerk_url` is normalised already: with no query there is nothing to remove or re-serialise.
+    no_query = "?" not in clerk_url and "#" not in clerk_url
+    redirect_url = clerk_url if no_query else edit_query(clerk_url, remove=("__clerk_db_jwt", "__dev_session"))
     params: list[tuple[str, str]] = [
         ("redirect_url", redirect_url),
         ("__clerk_api_version", CLERK_API_VERSION),

@@ -105,6 +105,11 @@ _SIMPLE_QUERY = re.compile(r"[A-Za-z0-9\-._~!$&()*+,;=:@%/?]*")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
+def is_plain_path(path: str) -> bool:
+    """A raw path the WHATWG parser leaves as it is (so `RequestView.path` is the path itself)."""
+    return _SIMPLE_PATH.fullmatch(path) is not None and "/." not in path
+
+
 def public_url(raw_url: str, headers: Mapping[str, str]) -> tuple[str, str, str, str]:
     """(`clerkUrl`, its origin, path, query) for a request, as Clerk's SDK computes `clerkUrl`."""
     scheme, separator, rest = raw_url.partition("://")

@@ -7,6 +7,7 @@ Clerk's URLs are compared byte for byte by the Frontend API and by tests, so ser
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import quote, unquote_to_bytes, urlsplit, urlunsplit
 
@@ -14,8 +15,13 @@ DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 _FORM_SAFE = "*-._"
 
 
+_FORM_PLAIN = re.compile(r"[A-Za-z0-9*\-._]*")
+
+
 def form_encode(value: str) -> str:
-    """Encode one name or value as `URLSearchParams` does."""
+    """Encode one name or value as `URLSearchParams` does (tokens and reasons need nothing: kept as they are)."""
+    if _FORM_PLAIN.fullmatch(value):
+        return value
     return quote(value, safe=_FORM_SAFE + " ").replace(" ", "+").replace("~", "%7E")
 
 

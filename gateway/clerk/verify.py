@@ -136,8 +136,7 @@ def verify_token(
     if cache is not None:
         entry = cache.get(token)
         if entry is not None:
-            current_key = options.jwt_key if options.jwt_key is not None else ring.keys.get(entry.decoded.kid)
-            if current_key is entry.key or (current_key is not None and current_key == entry.key):
+            if _key_is_current(entry, options, ring.keys):
                 try:
                     _check_request_claims(entry.decoded, options, now_ms, skew)
                 except TokenVerificationError:
@@ -161,6 +160,27 @@ def verify_token(
     if cache is not None and clock_skew_ms is None:
         cache.put(token, entry)
     return entry
+
+
+def still_verified(
+    token: str, options: ClerkOptions, keys: KeySet, now_ms: int, cache: VerifiedTokenCache
+) -> VerifiedToken | None:
+    """The cache-hit half of `verify_token`, for a token verified before: its entry if its key is still
+    the current one and every clock- and settings-dependent check passes now; else None (and the caller
+    runs the whole verification, which gives the precise reason)."""
+    entry = cache.get(token)
+    if entry is None or not _key_is_current(entry, options, keys):
+        return None
+    try:
+        _check_request_claims(entry.decoded, options, now_ms, options.clock_skew_ms)
+    except TokenVerificationError:
+        return None
+    return entry
+
+
+def _key_is_current(entry: VerifiedToken, options: ClerkOptions, keys: KeySet) -> bool:
+    current = options.jwt_key if options.jwt_key is not None else keys.get(entry.decoded.kid)
+    return current is entry.key or (current is not None and current == entry.key)
 
 
 def _check_request_claims(decoded: DecodedJwt, options: ClerkOptions, now_ms: int, skew: int) -> None:

@@ -16,7 +16,7 @@ from gateway.clerk.decide import AuthState, authenticate
 from gateway.clerk.jwk import EMPTY_KEY_SET, KeySet
 from gateway.clerk.options import ClerkOptions
 from gateway.clerk.request import RequestView
-from gateway.clerk.verify import VerifiedTokenCache
+from gateway.clerk.verify import VerifiedTokenCache, still_verified
 from gateway.clerk_api.backend import BackendApi
 from gateway.clerk_api.jwks import JwksCache
 
@@ -59,8 +59,7 @@ class Authenticator:
     async def authenticate(self, request: RequestView, now: float | None = None) -> AuthState:
         if self.jwks is not None:
             self.jwks.refresh_in_background_if_stale()
-        flow = authenticate(request, self.options, self.keys, self.clock() if now is None else now,
-                            self.token_cache)
+        flow = authenticate(request, self.options, self.keys, self.clock() if now is None else now, self.token_cache)
         try:
             ask = next(flow)
             while True:
@@ -68,6 +67,16 @@ class Authenticator:
         except StopIteration as finished:
             state: AuthState = finished.value
             return state
+
+    def still_signed_in(self, state: AuthState, now: float | None = None) -> bool:
+        """Whether a signed-in outcome reached before holds now: its token is still in the verified-token
+        cache, its key still the current one, and every clock-dependent claim check still passes."""
+        if state.token is None:
+            return False
+        if self.jwks is not None:
+            self.jwks.refresh_in_background_if_stale()
+        now_ms = int((self.clock() if now is None else now) * 1000)
+        return still_verified(state.token, self.options, self.keys, now_ms, self.token_cache) is not None
 
     async def _perform(self, ask: Ask) -> Answer:
         if isinstance(ask, FetchKeys):

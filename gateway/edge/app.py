@@ -9,6 +9,7 @@ gateway's own endpoints (`/__gateway/healthz`, `/auth`, ...) go through Litestar
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -66,6 +67,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.start()
+        # What exists now (settings, routes, keys, pools) lives as long as the process: out of the
+        # collector's generations, full collections stay short and so do the slowest requests (p99).
+        # A request's objects die by reference counting; collecting every 5,000 allocations instead
+        # of 700 measured +5 % requests/s (bench/, signed-in GET) with the same p99.
+        gc.freeze()
+        gc.set_threshold(5_000, 10, 10)
         try:
             yield
         finally:

@@ -117,6 +117,14 @@ class ForwardedPolicy:
             host = first if _plausible_host(first) else host_header
         return ClientInfo(client_ip, proto, host, True, peer_ip, believed)
 
+    def untrusted_client(self, scope: dict[str, Any], host_header: bytes | None) -> ClientInfo:
+        """`client_info` for a peer that is not a trusted proxy, the `Host` value already at hand."""
+        client = scope.get("client")
+        peer_ip = str(client[0]) if client else ""
+        scheme = _SCHEMES.get(str(scope.get("scheme", "http")), "http")
+        host = host_header.decode("latin-1") if host_header is not None else _server_host(scope)
+        return ClientInfo(peer_ip, scheme, host, False, peer_ip)
+
     def _walk_chain(self, chain: Sequence[str], peer_ip: str) -> tuple[str, tuple[str, ...]]:
         """Right to left, skip trusted proxies: the first untrusted address is the client.
 

@@ -13,11 +13,12 @@ from urllib.parse import unquote
 from gateway.clerk.decide import AuthState
 from gateway.clerk.errors import BadRequestError, ClerkProtocolError
 from gateway.clerk.redirects import sign_in_url
-from gateway.clerk.request import RequestView
+from gateway.clerk.request import RequestView, is_plain_path
 from gateway.edge import answers
 from gateway.edge.asgi_types import Receive, Scope, Send
 from gateway.edge.record import record_of
 from gateway.edge.runtime import EdgeRuntime
+from gateway.edge.session_memo import MemoKey, SessionMemo, query_allows_memo
 
 logger = logging.getLogger("gateway")
 
@@ -27,6 +28,12 @@ _STATE_HEADERS_NOT_FORWARDED = frozenset({"location", "cache-control"})
 class Gate:
     def __init__(self, runtime: EdgeRuntime) -> None:
         self.runtime = runtime
+        memo_size = runtime.settings.gateway.token_cache_size
+        self.memo = (
+            SessionMemo(memo_size, by_path=runtime.settings.clerk.organization_sync is not None)
+            if memo_size > 0
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.runtime
@@ -69,14 +76,76 @@ class Gate:
         """Decide whether the request goes on to the app; a `Refusal` is the answer to send otherwise."""
         runtime = self.runtime
         settings = runtime.settings.gateway
-        raw_headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
         query: bytes = scope.get("query_string", b"")
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         if len(raw_path) + len(query) + 1 > settings.max_url_length:
             return Refusal(414, "uri_too_long", "The request URL is too long.")
-        refusal = _header_refusal(raw_headers, settings.max_header_bytes, settings.max_cookies)
+        refusal, picked, repeated = _read_head(scope["headers"], settings.max_header_bytes, settings.max_cookies)
         if refusal is not None:
             return refusal
+        memo_key = None
+        if self.memo is not None and not repeated and query_allows_memo(query) and is_plain_path(path):
+            memo_key = self._memo_key(scope, path, picked)
+            if memo_key is not None:
+                state = self._remembered(scope, path, memo_key, picked)
+                if state is not None:
+                    return state
+        return await self._decide(scope, raw_path, query, memo_key)
+
+    def _memo_key(self, scope: Scope, path: str, picked: list[bytes | None]) -> MemoKey | None:
+        """Every input of the decision (see `session_memo`); None when the request is not worth keying."""
+        host = picked[_HOST]
+        if host is None:
+            return None
+        method = scope.get("method", "GET")
+        client = scope.get("client")
+        trusted = client is not None and self.runtime.forwarded.is_trusted(str(client[0]))
+        dest = picked[_SEC_FETCH_DEST]
+        assert self.memo is not None
+        return (
+            method,
+            scope.get("scheme"),
+            host,
+            picked[_COOKIE],
+            picked[_AUTHORIZATION],
+            dest,
+            picked[_ACCEPT],
+            picked[_REFERER] if method == "GET" and dest == b"document" else None,
+            trusted,
+            picked[_FORWARDED_HOST] if trusted else None,
+            picked[_FORWARDED_PROTO] if trusted else None,
+            path if self.memo.by_path else None,
+        )
+
+    def _remembered(self, scope: Scope, path: str, key: MemoKey, picked: list[bytes | None]) -> AuthState | None:
+        """The memoised signed-in outcome, if it still holds and the route lets it through as it is."""
+        runtime = self.runtime
+        assert self.memo is not None and runtime.authenticator is not None
+        state = self.memo.get(key)
+        if state is None:
+            return None
+        if not runtime.authenticator.still_signed_in(state):
+            self.memo.forget(key)
+            return None
+        claims = state.claims
+        dest, accept = picked[_SEC_FETCH_DEST], picked[_ACCEPT]
+        fetch = {
+            "sec-fetch-dest": dest.decode("latin-1") if dest is not None else "",
+            "accept": accept.decode("latin-1") if accept is not None else "",
+        }
+        if runtime.policy.decide(path, fetch, claims).verdict != "allow":
+            return None  # refusals are rare: the whole decision builds them
+        record = record_of(scope)
+        record.decision = state.status
+        record.reason = state.reason
+        record.user_id = claims.user_id if claims is not None else None
+        return state
+
+    async def _decide(
+        self, scope: Scope, raw_path: bytes, query: bytes, memo_key: MemoKey | None
+    ) -> Refusal | AuthState:
+        """The whole decision: the core's, then the route policy's."""
+        runtime = self.runtime
         headers = decode_headers(runtime.forwarded.believed_headers(scope))
         host = headers.get("host") or server_host(scope)
         if runtime.allowed_hosts and host.lower() not in runtime.allowed_hosts:
@@ -93,6 +162,8 @@ class Gate:
         except ClerkProtocolError as error:
             logger.warning("authentication failed: %s", error.message)
             return Refusal(400, error.reason, error.message, answers.wants_html(headers))
+        if memo_key is not None and self.memo is not None:
+            self.memo.remember(memo_key, state)
         signed_in = state.status == "signed-in"
         record = record_of(scope)
         record.decision = state.status
@@ -193,8 +264,25 @@ class Refusal:
         )
 
 
-def _header_refusal(raw: Iterable[tuple[bytes, bytes]], max_bytes: int, max_cookies: int) -> Refusal | None:
-    """Limits (431) and request framing (400) in one pass over the headers.
+# The headers the decision reads, picked out in the same pass (indexes into `_read_head`'s list).
+_HOST, _COOKIE, _AUTHORIZATION, _SEC_FETCH_DEST, _ACCEPT, _REFERER, _FORWARDED_HOST, _FORWARDED_PROTO = range(8)
+_PICKED = {
+    b"host": _HOST,
+    b"cookie": _COOKIE,
+    b"authorization": _AUTHORIZATION,
+    b"sec-fetch-dest": _SEC_FETCH_DEST,
+    b"accept": _ACCEPT,
+    b"referer": _REFERER,
+    b"x-forwarded-host": _FORWARDED_HOST,
+    b"x-forwarded-proto": _FORWARDED_PROTO,
+}
+
+
+def _read_head(
+    raw: Iterable[tuple[bytes, bytes]], max_bytes: int, max_cookies: int
+) -> tuple[Refusal | None, list[bytes | None], bool]:
+    """Limits (431), request framing (400) and the headers the decision reads, in one pass:
+    (a refusal or None, the picked values by index, whether a picked header came more than once).
 
     A request whose body length is ambiguous (both `Content-Length` and `Transfer-Encoding`, two
     different lengths, a coding other than `chunked`) is a smuggling shape: whatever the server in
@@ -202,11 +290,17 @@ def _header_refusal(raw: Iterable[tuple[bytes, bytes]], max_bytes: int, max_cook
     """
     size = cookies = 0
     length: bytes | None = None
-    chunked = conflicting = False
+    chunked = conflicting = repeated = False
+    picked: list[bytes | None] = [None] * 8
     for name, value in raw:
         size += len(name) + len(value) + 4
-        if name == b"cookie":
-            cookies += value.count(b";") + 1
+        index = _PICKED.get(name)
+        if index is not None:
+            if picked[index] is not None:
+                repeated = True
+            picked[index] = value
+            if index == _COOKIE:
+                cookies += value.count(b";") + 1
         elif name == b"content-length":
             value = value.strip()
             conflicting = conflicting or chunked or not value.isdigit() or (length is not None and length != value)
@@ -215,14 +309,18 @@ def _header_refusal(raw: Iterable[tuple[bytes, bytes]], max_bytes: int, max_cook
             conflicting = conflicting or chunked or length is not None or value.strip().lower() != b"chunked"
             chunked = True
     if size > max_bytes:
-        return Refusal(431, "headers_too_large", "The request headers are too large.")
+        return Refusal(431, "headers_too_large", "The request headers are too large."), picked, repeated
     if cookies > max_cookies:
-        return Refusal(431, "too_many_cookies", "The request carries too many cookies.")
+        return Refusal(431, "too_many_cookies", "The request carries too many cookies."), picked, repeated
     if conflicting:
-        return Refusal(  # and close: the bytes after this request cannot be trusted to start the next one
-            400, "ambiguous_framing", "The request's body length is ambiguous.", headers=[(b"connection", b"close")]
+        return (  # and close: the bytes after this request cannot be trusted to start the next one
+            Refusal(
+                400, "ambiguous_framing", "The request's body length is ambiguous.", headers=[(b"connection", b"close")]
+            ),
+            picked,
+            repeated,
         )
-    return None
+    return None, picked, repeated
 
 
 def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from gateway.edge.asgi_types import Send
@@ -42,6 +43,14 @@ def error_body(
     status: int, code: str, message: str, *, as_html: bool, extra: Mapping[str, Any] | None = None
 ) -> tuple[bytes, bytes]:
     """(content type, body) of an error answer: a short page for people, JSON for programs."""
+    return _rendered(status, code, message, as_html, tuple(extra.items()) if extra else ())
+
+
+@lru_cache(maxsize=512)
+def _rendered(
+    status: int, code: str, message: str, as_html: bool, extra: tuple[tuple[str, Any], ...]
+) -> tuple[bytes, bytes]:
+    """The same few answers over and over (401s, 403s, 502s): rendered once each."""
     if as_html:
         title = html.escape(f"{status} {REASONS.get(status, 'Error')}")
         page = (
@@ -50,7 +59,7 @@ def error_body(
             '<p><a href="/">Back to the start page</a></p></body></html>\n'
         )
         return b"text/html; charset=utf-8", page.encode()
-    return b"application/json", json.dumps({"error": code, "message": message, **(extra or {})}).encode()
+    return b"application/json", json.dumps({"error": code, "message": message, **dict(extra)}).encode()
 
 
 async def send_error(

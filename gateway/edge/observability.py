@@ -14,18 +14,21 @@ ones in flight, so the lifespan can wait for them.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
-import secrets
 import sys
 import time
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.edge import answers
@@ -43,69 +46,111 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 _STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
+class _Tally(Collector):
+    """A counter family kept as a plain dict and turned into Prometheus samples at scrape time.
+
+    prometheus_client's own `Counter` takes a lock on every `inc()`; here one event-loop thread
+    writes, so the hot path pays a dict update and nothing else.
+    """
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = list(labels)
+        self.counts: dict[tuple[str, ...], int] = {}
+
+    def inc(self, *values: str) -> None:
+        counts = self.counts
+        counts[values] = counts.get(values, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for values, count in sorted(self.counts.items()):
+            family.add_metric(list(values), count)
+        if not self.labels and not self.counts:
+            family.add_metric([], 0)
+        yield family
+
+
+class _Histogram(Collector):
+    """A histogram family as per-bucket counts (cumulated at scrape time), same reasons as `_Tally`."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = list(labels)
+        self.series: dict[tuple[str, ...], list[float]] = {}  # per label values: bucket counts…, +Inf, sum
+
+    def observe(self, seconds: float, *values: str) -> None:
+        series = self.series.get(values)
+        if series is None:
+            series = self.series[values] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        series[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        series[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        bounds = [*(repr(float(bound)) for bound in LATENCY_BUCKETS), "+Inf"]
+        for values, series in sorted(self.series.items()):
+            cumulative = list(accumulate(series[:-1]))
+            family.add_metric(list(values), list(zip(bounds, cumulative, strict=True)), series[-1])
+        yield family
+
+
 class GatewayMetrics:
     """The metrics of one app instance, in their own registry (no process-global default registry)."""
 
     def __init__(self, runtime: EdgeRuntime) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = _Tally(
             "gateway_requests",
             "Requests answered, by route class, Clerk decision status, reason and HTTP status class.",
             ["route_class", "decision", "reason", "status"],
-            registry=self.registry,
         )
-        self.latency = Histogram(
+        self.latency = _Histogram(
             "gateway_request_duration_seconds",
             "Time from the request's arrival to the end of the response, by route class.",
             ["route_class"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
-        self.upstream_latency = Histogram(
-            "gateway_upstream_duration_seconds",
-            "Time until the app's response headers arrived.",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+        self.upstream_latency = _Histogram(
+            "gateway_upstream_duration_seconds", "Time until the app's response headers arrived."
         )
-        self.upstream_errors = Counter(
+        self.upstream_errors = _Tally(
             "gateway_upstream_errors",
             "Requests the app failed: unreachable or invalid (502), too slow (504), broken off mid-body (aborted).",
             ["kind"],
-            registry=self.registry,
         )
-        self.handshakes = Counter(
-            "gateway_handshakes", "Handshake redirects sent, by Clerk's reason.", ["reason"], registry=self.registry
-        )
-        self.refresh_failures = Counter(
+        self.handshakes = _Tally("gateway_handshakes", "Handshake redirects sent, by Clerk's reason.", ["reason"])
+        self.refresh_failures = _Tally(
             "gateway_session_refresh_failures",
             "Expired session tokens that could not be refreshed, by Clerk's reason.",
             ["reason"],
-            registry=self.registry,
         )
-        self.registry.register(_RuntimeCollector(runtime))
-        self._request_children: dict[tuple[str, str, str, str], Any] = {}
-        self._latency_children: dict[str, Any] = {}
+        for collector in (
+            self.requests,
+            self.latency,
+            self.upstream_latency,
+            self.upstream_errors,
+            self.handshakes,
+            self.refresh_failures,
+            _RuntimeCollector(runtime),
+        ):
+            self.registry.register(collector)
 
     def observe(self, record: RequestRecord, status: int, seconds: float) -> None:
         route_class = record.route_class
-        key = (route_class, record.decision or "none", record.reason or "none", _STATUS_CLASSES.get(status // 100, "0"))
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self.requests.labels(*key)
-        child.inc()
-        latency = self._latency_children.get(route_class)
-        if latency is None:
-            latency = self._latency_children[route_class] = self.latency.labels(route_class)
-        latency.observe(seconds)
+        reason = record.reason
+        decision = record.decision
+        self.requests.inc(route_class, decision or "none", reason or "none", _STATUS_CLASSES.get(status // 100, "0"))
+        self.latency.observe(seconds, route_class)
         if record.upstream_seconds is not None:
             self.upstream_latency.observe(record.upstream_seconds)
         if record.upstream_error is not None:
-            kind = "timeout" if status == 504 else "unreachable" if status == 502 else "aborted"
-            self.upstream_errors.labels(kind).inc()
-        if record.decision == "handshake":
-            self.handshakes.labels(record.reason or "none").inc()
-        elif record.reason.startswith("session-token-expired-refresh-") and "non-eligible" not in record.reason:
-            self.refresh_failures.labels(record.reason).inc()
+            self.upstream_errors.inc("timeout" if status == 504 else "unreachable" if status == 502 else "aborted")
+        if decision == "handshake":
+            self.handshakes.inc(reason or "none")
+        elif reason.startswith("session-token-expired-refresh-") and "non-eligible" not in reason:
+            self.refresh_failures.inc(reason)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -172,6 +217,10 @@ class Observability:
         self.runtime = runtime
         self.metrics = GatewayMetrics(runtime)
         self.access_log = access_log
+        # Request ids: a random prefix per app instance (so per worker) and a counter. Unique is all an
+        # id must be; `secrets` would cost an `os.urandom` system call per request.
+        self._id_prefix = os.urandom(4).hex()
+        self._id_counter = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -249,7 +298,7 @@ class Observability:
             client = scope.get("client")
             if client and self.runtime.forwarded.is_trusted(str(client[0])):
                 return incoming
-        request_id = secrets.token_hex(8).encode("ascii")
+        request_id = f"{self._id_prefix}{next(self._id_counter):08x}".encode("ascii")
         if incoming is None:
             scope["headers"] = [*headers, (REQUEST_ID, request_id)]
         else:

@@ -1,6 +1,6 @@
 """Everything a running gateway holds: built from the settings, opened and closed by the app's lifespan.
 
-One instance per worker process. The pooled clients (aiohttp towards the app, httpx towards Clerk)
+One instance per worker process. The pooled clients (`Http1UpstreamClient` towards the app, httpx towards Clerk)
 and the caches live here, never in module globals.
 """
 
