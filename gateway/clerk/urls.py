@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import quote, unquote_to_bytes, urlsplit, urlunsplit
 
 DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
@@ -18,8 +19,11 @@ _FORM_SAFE = "*-._"
 _FORM_PLAIN = re.compile(r"[A-Za-z0-9*\-._]*")
 
 
+@lru_cache(maxsize=4096)
 def form_encode(value: str) -> str:
-    """Encode one name or value as `URLSearchParams` does (tokens and reasons need nothing: kept as they are)."""
+    """Encode one name or value as `URLSearchParams` does (tokens and reasons need nothing: kept as they are).
+
+    Memoised: the same names, reasons and return URLs are encoded for request after request."""
     if _FORM_PLAIN.fullmatch(value):
         return value
     return quote(value, safe=_FORM_SAFE + " ").replace(" ", "+").replace("~", "%7E")

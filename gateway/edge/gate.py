@@ -16,6 +16,7 @@ from gateway.clerk.redirects import sign_in_url
 from gateway.clerk.request import RequestView, is_plain_path
 from gateway.edge import answers
 from gateway.edge.asgi_types import Receive, Scope, Send
+from gateway.edge.forwarded import FORWARDING_HEADER_PREFIX, FORWARDING_HEADERS
 from gateway.edge.record import record_of
 from gateway.edge.runtime import EdgeRuntime
 from gateway.edge.session_memo import MemoKey, SessionMemo, query_allows_memo
@@ -95,8 +96,8 @@ class Gate:
     def _memo_key(self, scope: Scope, path: str, picked: list[bytes | None]) -> MemoKey | None:
         """Every input of the decision (see `session_memo`); None when the request is not worth keying."""
         host = picked[_HOST]
-        if host is None:
-            return None
+        if host is None or (picked[_COOKIE] is None and picked[_AUTHORIZATION] is None):
+            return None  # no token at all: never signed in, nothing to remember
         method = scope.get("method", "GET")
         client = scope.get("client")
         trusted = client is not None and self.runtime.forwarded.is_trusted(str(client[0]))
@@ -146,7 +147,15 @@ class Gate:
     ) -> Refusal | AuthState:
         """The whole decision: the core's, then the route policy's."""
         runtime = self.runtime
-        headers = decode_headers(runtime.forwarded.believed_headers(scope))
+        client = scope.get("client")
+        if client is not None and runtime.forwarded.is_trusted(str(client[0])):
+            headers = decode_headers(runtime.forwarded.believed_headers(scope))
+        else:  # the same, in one pass: no forwarding header of an untrusted peer is believed
+            headers = decode_headers(
+                pair
+                for pair in scope["headers"]
+                if not (pair[0] in FORWARDING_HEADERS or pair[0].startswith(FORWARDING_HEADER_PREFIX))
+            )
         host = headers.get("host") or server_host(scope)
         if runtime.allowed_hosts and host.lower() not in runtime.allowed_hosts:
             return Refusal(421, "host_not_allowed", "This host is not served here.", answers.wants_html(headers))
