@@ -106,8 +106,9 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def is_plain_path(path: str) -> bool:
-    """A raw path the WHATWG parser leaves as it is (so `RequestView.path` is the path itself)."""
-    return _SIMPLE_PATH.fullmatch(path) is not None and "/." not in path
+    """A raw path the WHATWG parser leaves as it is (so `RequestView.path` is the path itself): no dot
+    segment, also none spelled `%2e` (the parser resolves those too, and so may the app)."""
+    return _SIMPLE_PATH.fullmatch(path) is not None and "/." not in path and "%2e" not in path.lower()
 
 
 def public_url(raw_url: str, headers: Mapping[str, str]) -> tuple[str, str, str, str]:
@@ -125,8 +126,7 @@ def public_url(raw_url: str, headers: Mapping[str, str]) -> tuple[str, str, str,
         simple = _SIMPLE_HOST.fullmatch(lowered)
         if (
             simple is not None
-            and _SIMPLE_PATH.fullmatch(path)
-            and "/." not in path
+            and is_plain_path(path)
             and _SIMPLE_QUERY.fullmatch(query)
             and (simple.group(1) is None or int(simple.group(1)) <= 65535)
         ):

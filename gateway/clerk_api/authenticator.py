@@ -76,7 +76,13 @@ class Authenticator:
         if self.jwks is not None:
             self.jwks.refresh_in_background_if_stale()
         now_ms = int((self.clock() if now is None else now) * 1000)
-        return still_verified(state.token, self.options, self.keys, now_ms, self.token_cache) is not None
+        entry = still_verified(state.token, self.options, self.keys, now_ms, self.token_cache)
+        if entry is None:
+            return False
+        # Also before `exp` itself, not just within the clock skew past it: the choice between the plain
+        # and the suffixed cookies (PROTOCOL.md §2.2) turns at `exp` exactly.
+        expires = entry.decoded.payload.get("exp")
+        return isinstance(expires, int | float) and not isinstance(expires, bool) and now_ms // 1000 < expires
 
     async def _perform(self, ask: Ask) -> Answer:
         if isinstance(ask, FetchKeys):

@@ -23,6 +23,7 @@ from gateway.edge.asgi_types import Receive, Scope, Send
 from gateway.edge.endpoints import HANDLERS
 from gateway.edge.gate import Gate
 from gateway.edge.observability import Observability, configure_access_log
+from gateway.edge.record import record_of, stamp
 from gateway.edge.runtime import EdgeRuntime
 from gateway.settings import Settings
 
@@ -58,7 +59,10 @@ class GatewayApp:
             logger.exception("unhandled error in the gate")
             if scope["type"] == "http":
                 with suppress(Exception):  # the response had started: the server closes the connection
-                    await answers.error(send, 500, "internal_error", "The gateway failed to handle the request.")
+                    headers = stamp(record_of(scope), [], 500)
+                    await answers.error(
+                        send, 500, "internal_error", "The gateway failed to handle the request.", headers=headers
+                    )
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) -> GatewayApp:

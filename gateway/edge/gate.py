@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote
 
 from gateway.clerk.decide import AuthState
@@ -17,7 +18,7 @@ from gateway.clerk.request import RequestView, is_plain_path
 from gateway.edge import answers
 from gateway.edge.asgi_types import Receive, Scope, Send
 from gateway.edge.forwarded import FORWARDING_HEADER_PREFIX, FORWARDING_HEADERS
-from gateway.edge.record import record_of
+from gateway.edge.record import RequestRecord, record_of, stamp
 from gateway.edge.runtime import EdgeRuntime
 from gateway.edge.session_memo import MemoKey, SessionMemo, query_allows_memo
 
@@ -39,37 +40,41 @@ class Gate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.runtime
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        scope["raw_path"] = raw_path  # what `admit` and the proxy read, whatever becomes of `path`
         path = raw_path.split(b"?", 1)[0].decode("latin-1")
-        scope["path"] = unquote(path)  # the real path, even behind a router mount that rewrites it
+        scope["path"] = unquote(path) if "%" in path else path  # the real path, even behind a rewriting mount
+        record = record_of(scope)
         if runtime.frontend_api is not None and runtime.frontend_api.matches(path):
-            record_of(scope).route_class = "frontend_api"
-            await runtime.frontend_api.handle(scope, receive, send)
+            record.route_class = "frontend_api"
+            await runtime.frontend_api.handle(scope, receive, _stamping(send, record))
             return
         if scope["type"] == "websocket":
-            record_of(scope).route_class = "websocket"
+            record.route_class = "websocket"
             await self._websocket(scope, receive, send, path)
             return
         outcome = await self.admit(scope, path)
         if isinstance(outcome, Refusal):
-            record = record_of(scope)
             record.decision, record.reason = record.decision or "refused", record.reason or outcome.code
-            await outcome.send(send)
+            await outcome.send(send, record)
             return
         state = outcome
         assert runtime.proxy is not None
+        answer_headers = (
+            answers.encode_headers(
+                (name, value) for name, value in state.headers if name not in _STATE_HEADERS_NOT_FORWARDED
+            )
+            if state.headers
+            else []
+        )
         proxied = await runtime.proxy.forward(
             scope,
             receive,
             send,
             add_request_headers=runtime.identity.headers_for(state),
             remove_request_headers=runtime.identity.strip,
-            add_response_headers=answers.encode_headers(
-                (name, value) for name, value in state.headers if name not in _STATE_HEADERS_NOT_FORWARDED
-            )
-            if state.headers
-            else [],
+            add_response_headers=stamp(record, answer_headers, 0),
         )
-        record = record_of(scope)
+        record.status = proxied.status
         record.upstream_seconds = proxied.upstream_seconds
         record.upstream_error = proxied.error
 
@@ -96,22 +101,30 @@ class Gate:
     def _memo_key(self, scope: Scope, path: str, picked: list[bytes | None]) -> MemoKey | None:
         """Every input of the decision (see `session_memo`); None when the request is not worth keying."""
         host = picked[_HOST]
-        if host is None or (picked[_COOKIE] is None and picked[_AUTHORIZATION] is None):
+        cookie, authorization = picked[_COOKIE], picked[_AUTHORIZATION]
+        if not host:  # the origin would come from the server's address, which the key does not hold
+            return None
+        if cookie is None and authorization is None:
             return None  # no token at all: never signed in, nothing to remember
-        method = scope.get("method", "GET")
+        if cookie is not None and b"__clerk_handshake" in cookie:
+            return None  # a handshake to resolve (row D1): its outcome depends on more than the key says
+        referer, accept = picked[_REFERER], picked[_ACCEPT]
+        size = len(cookie or b"") + len(authorization or b"") + len(referer or b"") + len(accept or b"")
+        if size > _MEMO_KEY_LIMIT:
+            return None  # bounded memory: padded headers are decided afresh
         client = scope.get("client")
         trusted = client is not None and self.runtime.forwarded.is_trusted(str(client[0]))
         dest = picked[_SEC_FETCH_DEST]
         assert self.memo is not None
         return (
-            method,
+            scope.get("method", "GET"),
             scope.get("scheme"),
             host,
-            picked[_COOKIE],
-            picked[_AUTHORIZATION],
+            cookie,
+            authorization,
             dest,
-            picked[_ACCEPT],
-            picked[_REFERER] if method == "GET" and dest == b"document" else None,
+            accept,
+            referer if dest == b"document" else None,  # row D15 reads it for document requests
             trusted,
             picked[_FORWARDED_HOST] if trusted else None,
             picked[_FORWARDED_PROTO] if trusted else None,
@@ -264,14 +277,30 @@ class Refusal:
         self.headers = headers or []
         self.extra = extra
 
-    async def send(self, send: Send) -> None:
+    async def send(self, send: Send, record: RequestRecord) -> None:
+        headers = stamp(record, list(self.headers), self.status)
         if self.location is not None:
-            await answers.redirect(send, self.location, self.headers, self.status)
+            await answers.redirect(send, self.location, headers, self.status)
             return
         await answers.error(
-            send, self.status, self.code, self.message, html_page=self.html_page, headers=self.headers, extra=self.extra
+            send, self.status, self.code, self.message, html_page=self.html_page, headers=headers, extra=self.extra
         )
 
+
+def _stamping(send: Send, record: RequestRecord) -> Send:
+    """A send that stamps the response start, for the paths whose answers are built elsewhere."""
+    if record.request_id is None:
+        return send
+
+    async def stamped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = stamp(record, list(message.get("headers", ())), message["status"])
+        await send(message)
+
+    return stamped
+
+
+_MEMO_KEY_LIMIT = 8 * 1024  # bytes of Cookie + Authorization + Referer + Accept a memo key may hold
 
 # The headers the decision reads, picked out in the same pass (indexes into `_read_head`'s list).
 _HOST, _COOKIE, _AUTHORIZATION, _SEC_FETCH_DEST, _ACCEPT, _REFERER, _FORWARDED_HOST, _FORWARDED_PROTO = range(8)
@@ -291,7 +320,8 @@ def _read_head(
     raw: Iterable[tuple[bytes, bytes]], max_bytes: int, max_cookies: int
 ) -> tuple[Refusal | None, list[bytes | None], bool]:
     """Limits (431), request framing (400) and the headers the decision reads, in one pass:
-    (a refusal or None, the picked values by index, whether a picked header came more than once).
+    (a refusal or None, the picked values by index, whether the picks are unreliable: a picked header came
+    more than once, or some name is not lower-case).
 
     A request whose body length is ambiguous (both `Content-Length` and `Transfer-Encoding`, two
     different lengths, a coding other than `chunked`) is a smuggling shape: whatever the server in
@@ -303,6 +333,8 @@ def _read_head(
     picked: list[bytes | None] = [None] * 8
     for name, value in raw:
         size += len(name) + len(value) + 4
+        if not name.islower():
+            repeated = True  # not ASGI's lower case: only the whole decision's merging reads it right
         index = _PICKED.get(name)
         if index is not None:
             if picked[index] is not None:

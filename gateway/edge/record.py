@@ -14,16 +14,40 @@ RouteClass = Literal["proxy", "frontend_api", "gateway", "websocket"]
 
 
 class RequestRecord:
-    __slots__ = ("decision", "reason", "refreshed", "route_class", "upstream_error", "upstream_seconds", "user_id")
+    __slots__ = (
+        "decision",
+        "reason",
+        "refreshed",
+        "request_id",
+        "route_class",
+        "status",
+        "upstream_error",
+        "upstream_seconds",
+        "user_id",
+    )
 
-    def __init__(self, route_class: RouteClass = "proxy") -> None:
+    def __init__(self, route_class: RouteClass = "proxy", request_id: bytes | None = None) -> None:
         self.route_class: RouteClass = route_class
+        self.request_id = request_id
+        """Set when the gate answers itself: it then adds `X-Request-Id` and fills `status` (no send wrapper)."""
+        self.status = 0
         self.decision: str = ""
         self.reason: str = ""
         self.user_id: str | None = None
         self.refreshed: bool = False
         self.upstream_seconds: float | None = None
         self.upstream_error: str | None = None
+
+
+REQUEST_ID = b"x-request-id"
+
+
+def stamp(record: RequestRecord, headers: list[tuple[bytes, bytes]], status: int) -> list[tuple[bytes, bytes]]:
+    """For answers the gate sends itself: note the status, add `X-Request-Id` (when it is the gate's job)."""
+    record.status = status
+    if record.request_id is not None:
+        headers.append((REQUEST_ID, record.request_id))
+    return headers
 
 
 def record_of(scope: dict[str, Any]) -> RequestRecord:

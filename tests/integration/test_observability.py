@@ -187,6 +187,48 @@ async def test_request_id_is_generated_or_taken_from_a_trusted_proxy_and_passed_
         assert ids == [replaced.headers["x-request-id"]]
 
 
+@pytest.mark.parametrize(
+    ("answer", "path", "headers", "status"),
+    [
+        ("proxied", "/public/x", FETCH, 200),
+        ("signed-out API call", "/api/x", FETCH, 401),
+        ("handshake", "/x", NAVIGATION, 307),
+        ("refusal before the decision", "/x?" + "q" * 9000, FETCH, 414),
+        ("Frontend API proxy", "/__clerk/v1/environment", FETCH, 200),
+        ("gateway endpoint", "/__gateway/healthz", {}, 200),
+    ],
+)
+async def test_every_answer_carries_exactly_one_request_id_and_is_counted_by_status(
+    dev_clerk: EmulatorServer,
+    upstream: EchoUpstream,
+    run_gateway: Callable[..., Any],
+    http_client: httpx.AsyncClient,
+    answer: str,
+    path: str,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    gateway = await run_gateway(gateway_settings(dev_clerk, upstream.url))
+    response = await http_client.get(f"{gateway.url}{path}", headers={"host": gateway.host, **headers})
+    assert response.status_code == status, answer
+    assert len(response.headers.get_list("x-request-id")) == 1, answer
+    status_class = f"{status // 100}xx"
+    for _ in range(100):  # counted just after the last byte
+        scrape = (await http_client.get(f"{gateway.url}/__gateway/metrics")).text
+        if f'status="{status_class}"}} 1.0' in scrape:
+            break
+        await asyncio.sleep(0.01)
+    assert f'status="{status_class}"}} 1.0' in scrape, answer
+
+
+async def test_a_failing_upstream_answer_carries_a_request_id(
+    dev_clerk: EmulatorServer, run_gateway: Callable[..., Any], http_client: httpx.AsyncClient
+) -> None:
+    gateway = await run_gateway(gateway_settings(dev_clerk, f"http://127.0.0.1:{unused_port()}"))
+    response = await http_client.get(f"{gateway.url}/public/x", headers={"host": gateway.host, **FETCH})
+    assert response.status_code == 502 and len(response.headers.get_list("x-request-id")) == 1
+
+
 async def test_shutdown_lets_in_flight_requests_finish_and_refuses_new_ones(
     dev_clerk: EmulatorServer, upstream: EchoUpstream, http_client: httpx.AsyncClient
 ) -> None:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.clerk.decide import AuthState
-from gateway.clerk.keys import make_publishable_key
+from gateway.clerk.keys import cookie_suffix, make_publishable_key
 from gateway.edge.gate import Gate, Refusal
 from gateway.edge.runtime import EdgeRuntime
 from gateway.settings import load_settings
@@ -164,24 +164,130 @@ async def test_a_route_the_remembered_user_may_not_open_is_refused_as_without_th
     assert outcome(refused) == outcome(await admit(plain, scope(path="/admin/users", headers=request)))
 
 
+# ------------------------------------------------------------------------------ inputs the key must cover
+
+
+async def same_answer(memoised: Gate, plain: Gate, request: dict[str, Any]) -> tuple[Any, Any]:
+    with_memo = await admit(memoised, {**request, "headers": list(request["headers"])})
+    without = await admit(plain, {**request, "headers": list(request["headers"])})
+    return outcome(with_memo), outcome(without)
+
+
+def signed_in_cookie() -> str:
+    return f"__session={token('user_a', NOW - 10, 600)}; __client_uat={int(NOW) - 20}"
+
+
+def with_host(request: dict[str, Any], host: bytes, name: bytes = b"host") -> dict[str, Any]:
+    request["headers"] = [(name, host), *request["headers"][1:]]
+    return request
+
+
+@pytest.mark.parametrize("host", ["[::1]:8000", "app_1.internal", "app.example.test.", HOST])
+@pytest.mark.parametrize("dots", ["/x/%2e%2e/admin/users", "/x/%2E./admin/users", "/x/.%2e/admin/users"])
+async def test_encoded_dot_segments_are_resolved_before_the_route_policy(
+    gates: Callable[..., Any], host: str, dots: str
+) -> None:
+    _, memoised, plain = await gates(settings())
+    headers = {"cookie": signed_in_cookie(), "accept": "*/*"}
+    assert (await admit(memoised, with_host(scope(headers=headers), host.encode()))).status == "signed-in"  # type: ignore[union-attr]
+    with_memo, without = await same_answer(memoised, plain, with_host(scope(path=dots, headers=headers), host.encode()))
+    assert with_memo == without
+    assert with_memo[:2] == ("refusal", 403)  # the app would serve /admin/users: so does the policy judge it
+
+
+async def test_a_handshake_cookie_is_resolved_afresh_not_answered_from_the_memo(gates: Callable[..., Any]) -> None:
+    clock, memoised, plain = await gates(settings())
+    newer = token("user_b", NOW + 20, 600)  # not yet valid: the handshake fails at first, then succeeds
+    handshake = jwt.encode(
+        {"handshake": [f"__session={newer}; Path=/", f"__client_uat={int(NOW) + 20}; Path=/"]},
+        KEY, algorithm="RS256", headers={"kid": "ins_test"},
+    )  # fmt: skip
+    request = scope(headers={"cookie": f"{signed_in_cookie()}; __clerk_handshake={handshake}", "accept": "*/*"})
+    first = await admit(memoised, {**request, "headers": list(request["headers"])})
+    assert isinstance(first, AuthState) and first.claims is not None and first.claims.user_id == "user_a"
+    clock.now = NOW + 30
+    with_memo, without = await same_answer(memoised, plain, request)
+    assert with_memo == without and with_memo[5] == "user_b"
+
+
+async def test_a_lower_case_method_still_has_its_referer_checked(gates: Callable[..., Any]) -> None:
+    _, memoised, plain = await gates(settings())
+    navigation = {"cookie": signed_in_cookie(), "accept": "text/html", "sec-fetch-dest": "document"}
+    assert (await admit(memoised, scope(method="get", headers=navigation))).status == "signed-in"  # type: ignore[union-attr]
+    cross = scope(method="get", headers={**navigation, "referer": "https://evil.example/x"})
+    with_memo, without = await same_answer(memoised, plain, cross)
+    assert with_memo == without and with_memo[:2] == ("refusal", 307)  # the handshake (row D15)
+
+
+async def test_suffixed_cookies_switch_to_plain_at_exp_exactly_in_development(gates: Callable[..., Any]) -> None:
+    clock, memoised, plain = await gates(settings("development"))
+    suffix = cookie_suffix(make_publishable_key(FAPI, "development"))
+    session = token("user_a", NOW - 10, lifetime=30)  # exp = NOW + 20
+    cookie = (
+        f"__session_{suffix}={session}; __client_uat_{suffix}={int(NOW) - 20}; __client_uat=0; "
+        f"__clerk_db_jwt_{suffix}=dvb_s; __clerk_db_jwt=dvb_p"
+    )
+    request = scope(headers={"cookie": cookie, "accept": "application/json"})
+    assert (await admit(memoised, {**request, "headers": list(request["headers"])})).status == "signed-in"  # type: ignore[union-attr]
+    clock.now = NOW + 22  # past exp, inside the clock skew
+    with_memo, without = await same_answer(memoised, plain, request)
+    assert with_memo == without
+
+
+async def test_an_empty_host_is_never_remembered(gates: Callable[..., Any]) -> None:
+    _, memoised, plain = await gates(settings())
+    navigation = {"cookie": signed_in_cookie(), "accept": "text/html", "sec-fetch-dest": "document",
+                  "referer": "http://10.0.0.5:8000/page"}  # fmt: skip
+
+    def arriving_at(server: tuple[str, int]) -> dict[str, Any]:
+        return {**with_host(scope(headers=navigation), b""), "server": server}
+
+    await admit(memoised, arriving_at(("10.0.0.5", 8000)))
+    with_memo, without = await same_answer(memoised, plain, arriving_at(("192.168.1.7", 8000)))
+    assert with_memo == without and len(memoised.memo or ()) == 0
+
+
+async def test_header_names_in_another_case_are_decided_afresh(gates: Callable[..., Any]) -> None:
+    _, memoised, plain = await gates(settings(GATEWAY_ALLOWED_HOSTS=HOST))
+    headers = {"cookie": signed_in_cookie(), "accept": "*/*"}
+    assert (await admit(memoised, scope(headers=headers))).status == "signed-in"  # type: ignore[union-attr]
+    smuggled = scope(headers=headers)
+    smuggled["headers"] = [(b"Host", b"evil.example"), *smuggled["headers"]]
+    with_memo, without = await same_answer(memoised, plain, smuggled)
+    assert with_memo == without and with_memo[:2] == ("refusal", 421)
+
+
+async def test_oversized_keys_are_not_remembered(gates: Callable[..., Any]) -> None:
+    _, memoised, _ = await gates(settings())
+    await admit(memoised, scope(headers={"cookie": f"{signed_in_cookie()}; pad={'x' * 9000}", "accept": "*/*"}))
+    assert len(memoised.memo or ()) == 0
+
+
 # ------------------------------------------------------------------------------------------- equivalence
 
 
-def random_request(rng: random.Random, now: float) -> dict[str, Any]:
+def random_request(rng: random.Random, now: float, suffix: str) -> dict[str, Any]:
     tokens = [
         token("user_a", now - 10),
+        token("user_a", now - 10, lifetime=40),  # expires during the run
+        token("user_b", now + 20, lifetime=600),  # becomes valid during the run
         token("user_b", now - 30, org_id="org_1", org_role="org:admin", org_slug="acme"),
         token("user_a", now - 120, lifetime=60),  # expired
         token("user_c", now + 5000),  # issued in the future (nbf)
         "not-a-jwt",
     ]
+    family = rng.choice(["", "", f"_{suffix}"])  # the suffixed cookie family (PROTOCOL.md §2.2) too
     cookies: list[str] = []
     if rng.random() < 0.85:
-        cookies.append(f"__session={rng.choice(tokens)}")
+        cookies.append(f"__session{family}={rng.choice(tokens)}")
     if rng.random() < 0.85:
-        cookies.append(f"__client_uat={rng.choice([0, int(now) - 60, int(now) + 3600])}")
+        cookies.append(f"__client_uat{family}={rng.choice([0, int(now) - 60, int(now) + 3600])}")
+    if family and rng.random() < 0.5:
+        cookies.append(f"__client_uat={rng.choice([0, int(now) - 60])}")
     if rng.random() < 0.7:
-        cookies.append("__clerk_db_jwt=dvb_test")
+        cookies.append(f"__clerk_db_jwt{family}=dvb_test")
+    if rng.random() < 0.1:
+        cookies.append(f"__clerk_handshake={rng.choice(tokens)}")
     if rng.random() < 0.1:
         cookies.append(f"__clerk_redirect_count={rng.choice([1, 3])}")
     headers: dict[str, str] = {}
@@ -200,10 +306,15 @@ def random_request(rng: random.Random, now: float) -> dict[str, Any]:
     if rng.random() < 0.3:
         headers["x-forwarded-host"] = rng.choice(["public.example.test", HOST])
         headers["x-forwarded-proto"] = rng.choice(["https", "http"])
-    path = rng.choice(["/app", "/api/items", "/public/x", "/admin/users", "/orgs/acme/home", "/a%20b", "/x/./y"])
+    path = rng.choice(["/app", "/api/items", "/public/x", "/admin/users", "/orgs/acme/home", "/a%20b", "/x/./y",
+                       "/x/%2e%2e/admin/users"])  # fmt: skip
     query = rng.choice(["", "", "page=2", "__clerk_db_jwt=dvb_q", "__clerk_synced=true", "q=%5F_clerk_synced"])
-    method = rng.choice(["GET", "GET", "GET", "POST"])
-    return scope(path=path, query=query, method=method, peer=peer, headers=headers)
+    method = rng.choice(["GET", "GET", "GET", "get", "POST"])
+    request = scope(path=path, query=query, method=method, peer=peer, headers=headers)
+    host = rng.choice([HOST, HOST, HOST, "", "[::1]:8000", HOST + "."])
+    request["headers"][0] = (b"host", host.encode())
+    request["server"] = rng.choice([("127.0.0.1", 80), ("10.9.9.9", 8080)])
+    return request
 
 
 CONFIGURATIONS = {
@@ -220,7 +331,8 @@ CONFIGURATIONS = {
 async def test_the_memo_never_changes_an_answer(gates: Callable[..., Any], configuration: str) -> None:
     clock, memoised, plain = await gates(CONFIGURATIONS[configuration])
     rng = random.Random(f"memo-{configuration}")
-    pool = [random_request(rng, NOW) for _ in range(60)]
+    suffix = CONFIGURATIONS[configuration].clerk.cookie_suffix
+    pool = [random_request(rng, NOW, suffix) for _ in range(60)]
     valid = f"__session={token('user_a', NOW - 10, 600)}; __client_uat={int(NOW) - 60}; __clerk_db_jwt=dvb_test"
     pool += [scope(path=path, headers={"cookie": valid, "accept": "*/*"}) for path in ("/app", "/orgs/acme/home")] * 5
     served: list[AuthState] = []
@@ -233,9 +345,9 @@ async def test_the_memo_never_changes_an_answer(gates: Callable[..., Any], confi
         return state
 
     memoised._remembered = counting  # type: ignore[method-assign]
-    for step in range(600):
-        if step % 150 == 149:
-            clock.now += 45  # tokens cross their expiry and not-before between rounds
+    for step in range(1500):
+        if step % 20 == 19:
+            clock.now += 1  # one-second steps: tokens cross exp, exp + skew, nbf and iat windows
         request = rng.choice(pool)
         with_memo = await admit(memoised, {**request, "headers": list(request["headers"])})
         without = await admit(plain, {**request, "headers": list(request["headers"])})
