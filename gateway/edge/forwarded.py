@@ -83,17 +83,19 @@ class ForwardedPolicy:
         """Read the scope: believe `X-Forwarded-For/-Proto/-Host` only when the peer is trusted."""
         client = scope.get("client")
         peer_ip = str(client[0]) if client else ""
+        if not self.is_trusted(peer_ip):
+            host = next((value for name, value in scope["headers"] if name == b"host"), None)
+            return self.untrusted_client(scope, host)
         scheme = _SCHEMES.get(str(scope.get("scheme", "http")), "http")
         host_header: str | None = None
         forwarded_for: list[bytes] = []
         forwarded_proto: bytes | None = None
         forwarded_host: bytes | None = None
-        trusted = self.is_trusted(peer_ip)
         for name, value in scope["headers"]:
             if name == b"host":
                 if host_header is None:
                     host_header = value.decode("latin-1")
-            elif trusted and name.startswith(FORWARDING_HEADER_PREFIX):
+            elif name.startswith(FORWARDING_HEADER_PREFIX):
                 if name == b"x-forwarded-for":
                     forwarded_for.append(value)
                 elif name == b"x-forwarded-proto" and forwarded_proto is None:
@@ -102,9 +104,6 @@ class ForwardedPolicy:
                     forwarded_host = value
         if host_header is None:
             host_header = _server_host(scope)
-        if not trusted:
-            return ClientInfo(peer_ip, scheme, host_header, False, peer_ip)
-
         chain = _split(b",".join(forwarded_for))
         client_ip, believed = self._walk_chain(chain, peer_ip)
         proto = scheme
@@ -118,7 +117,7 @@ class ForwardedPolicy:
         return ClientInfo(client_ip, proto, host, True, peer_ip, believed)
 
     def untrusted_client(self, scope: dict[str, Any], host_header: bytes | None) -> ClientInfo:
-        """`client_info` for a peer that is not a trusted proxy, the `Host` value already at hand."""
+        """`client_info` for a peer that is not a trusted proxy, given its first `Host` value."""
         client = scope.get("client")
         peer_ip = str(client[0]) if client else ""
         scheme = _SCHEMES.get(str(scope.get("scheme", "http")), "http")
@@ -144,16 +143,16 @@ class ForwardedPolicy:
     def believed_headers(self, scope: dict[str, Any]) -> Headers:
         """The request headers minus the forwarding headers we do not believe (all of them if untrusted).
 
-        Computed once per request (the gate and the proxy both need it) and kept on the scope; callers
-        get their own copy of the list.
+        Computed once per request (the gate and the proxy both need it) and kept on the scope: read it,
+        do not change it.
         """
         headers: Headers = scope["headers"]
         cached = scope.get(_BELIEVED_KEY)
         if cached is not None and cached[0] is headers:
-            return list(cached[1])
+            return cached[1]  # type: ignore[no-any-return]
         client = scope.get("client")
         if client and self.is_trusted(str(client[0])):
-            believed = list(headers)
+            believed = headers
         else:
             believed = [
                 (name, value)
@@ -161,9 +160,9 @@ class ForwardedPolicy:
                 if not (name.startswith(FORWARDING_HEADER_PREFIX) or name in FORWARDING_HEADERS)
             ]
         scope[_BELIEVED_KEY] = (headers, believed)
-        return list(believed)
+        return believed
 
-    def frontend_api_client_ip(self, info: ClientInfo, believed: Headers) -> str:
+    def frontend_api_client_ip(self, info: ClientInfo, believed: Sequence[tuple[bytes, bytes]]) -> str:
         """The client IP Clerk's Frontend API proxy sends (PROTOCOL.md §8): `cf-connecting-ip` ‖ `x-real-ip` ‖
         the client found in `X-Forwarded-For` ‖ the peer; only from believed headers.
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import unquote
 
 from gateway.clerk.decide import AuthState
@@ -17,8 +16,7 @@ from gateway.clerk.redirects import sign_in_url
 from gateway.clerk.request import RequestView, is_plain_path
 from gateway.edge import answers
 from gateway.edge.asgi_types import Receive, Scope, Send
-from gateway.edge.forwarded import FORWARDING_HEADER_PREFIX, FORWARDING_HEADERS
-from gateway.edge.record import RequestRecord, record_of, stamp
+from gateway.edge.record import RequestRecord, record_of, stamp, stamping
 from gateway.edge.runtime import EdgeRuntime
 from gateway.edge.session_memo import MemoKey, SessionMemo, query_allows_memo
 
@@ -30,11 +28,8 @@ _STATE_HEADERS_NOT_FORWARDED = frozenset({"location", "cache-control"})
 class Gate:
     def __init__(self, runtime: EdgeRuntime) -> None:
         self.runtime = runtime
-        memo_size = runtime.settings.gateway.token_cache_size
-        self.memo = (
-            SessionMemo(memo_size, by_path=runtime.settings.clerk.organization_sync is not None)
-            if memo_size > 0
-            else None
+        self.memo: SessionMemo | None = SessionMemo(  # None: every request decided afresh (tests compare)
+            runtime.settings.gateway.token_cache_size, by_path=runtime.settings.clerk.organization_sync is not None
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -46,7 +41,9 @@ class Gate:
         record = record_of(scope)
         if runtime.frontend_api is not None and runtime.frontend_api.matches(path):
             record.route_class = "frontend_api"
-            await runtime.frontend_api.handle(scope, receive, _stamping(send, record))
+            if record.request_id is not None:  # the Frontend API proxy builds its own answers
+                send = stamping(send, record, record.request_id)
+            await runtime.frontend_api.handle(scope, receive, send)
             return
         if scope["type"] == "websocket":
             record.route_class = "websocket"
@@ -149,10 +146,7 @@ class Gate:
         }
         if runtime.policy.decide(path, fetch, claims).verdict != "allow":
             return None  # refusals are rare: the whole decision builds them
-        record = record_of(scope)
-        record.decision = state.status
-        record.reason = state.reason
-        record.user_id = claims.user_id if claims is not None else None
+        _note(record_of(scope), state)
         return state
 
     async def _decide(
@@ -160,15 +154,7 @@ class Gate:
     ) -> Refusal | AuthState:
         """The whole decision: the core's, then the route policy's."""
         runtime = self.runtime
-        client = scope.get("client")
-        if client is not None and runtime.forwarded.is_trusted(str(client[0])):
-            headers = decode_headers(runtime.forwarded.believed_headers(scope))
-        else:  # the same, in one pass: no forwarding header of an untrusted peer is believed
-            headers = decode_headers(
-                pair
-                for pair in scope["headers"]
-                if not (pair[0] in FORWARDING_HEADERS or pair[0].startswith(FORWARDING_HEADER_PREFIX))
-            )
+        headers = decode_headers(runtime.forwarded.believed_headers(scope))
         host = headers.get("host") or server_host(scope)
         if runtime.allowed_hosts and host.lower() not in runtime.allowed_hosts:
             return Refusal(421, "host_not_allowed", "This host is not served here.", answers.wants_html(headers))
@@ -187,10 +173,7 @@ class Gate:
         if memo_key is not None and self.memo is not None:
             self.memo.remember(memo_key, state)
         signed_in = state.status == "signed-in"
-        record = record_of(scope)
-        record.decision = state.status
-        record.reason = state.reason
-        record.user_id = state.claims.user_id if signed_in and state.claims is not None else None
+        _note(record_of(scope), state)
         location = state.location if state.headers else None
         if location is not None:
             return Refusal(
@@ -287,17 +270,12 @@ class Refusal:
         )
 
 
-def _stamping(send: Send, record: RequestRecord) -> Send:
-    """A send that stamps the response start, for the paths whose answers are built elsewhere."""
-    if record.request_id is None:
-        return send
-
-    async def stamped(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = stamp(record, list(message.get("headers", ())), message["status"])
-        await send(message)
-
-    return stamped
+def _note(record: RequestRecord, state: AuthState) -> None:
+    """What the access log and the metrics say of the decision."""
+    record.decision = state.status
+    record.reason = state.reason
+    signed_in = state.status == "signed-in"
+    record.user_id = state.claims.user_id if signed_in and state.claims is not None else None
 
 
 _MEMO_KEY_LIMIT = 8 * 1024  # bytes of Cookie + Authorization + Referer + Accept a memo key may hold

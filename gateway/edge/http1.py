@@ -468,6 +468,15 @@ class _Exchange:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
+        self._let_go(may_reuse=exc_type is None)
+
+    def _abandon(self) -> None:
+        """Give up the connection (closed, never pooled) and stop sending the body."""
+        self._let_go(may_reuse=False)
+
+    def _let_go(self, *, may_reuse: bool) -> None:
+        """Stop sending the body and hand the connection back: to the pool only after a clean, complete
+        exchange, else closed."""
         conn = self._conn
         if conn is None:
             return
@@ -478,7 +487,7 @@ class _Exchange:
             if not writer.done():
                 writer.cancel()
         reusable = (
-            exc_type is None
+            may_reuse
             and conn.message_done
             and conn.keep_alive
             and conn.body_sent
@@ -488,19 +497,6 @@ class _Exchange:
             and not conn.closed
         )
         self._client._release(conn, reusable)
-
-    def _abandon(self) -> None:
-        """Give up the connection (closed, never pooled) and stop sending the body."""
-        conn = self._conn
-        if conn is None:
-            return
-        self._conn = None
-        writer = self._writer
-        if writer is not None:
-            self._writer = None
-            if not writer.done():
-                writer.cancel()
-        self._client._release(conn, False)
 
     # ------------------------------------------------------------------------------- the body out
 

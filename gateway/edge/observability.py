@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 
 from gateway.edge import answers
 from gateway.edge.asgi_types import Receive, Scope, Send
-from gateway.edge.record import RECORD_KEY, REQUEST_ID, RequestRecord, RouteClass, stamp
+from gateway.edge.record import RECORD_KEY, REQUEST_ID, RequestRecord, RouteClass, stamp, stamping
 from gateway.edge.runtime import EdgeRuntime
 
 access_logger = logging.getLogger("gateway.access")
@@ -236,44 +236,27 @@ class Observability:
             )  # fmt: skip
             return
         if kind == "http" and not scope["path"].startswith(_GATEWAY_PREFIX):
-            # The gate's requests (most of them): the gate stamps its answers itself (`record.stamp`), so
-            # the hot path pays no send wrapper.
+            # The gate's requests (most of them): it stamps its answers itself (`record.stamp`), so the
+            # hot path pays no send wrapper.
             record = scope[RECORD_KEY] = RequestRecord("proxy", request_id)
-            if runtime.draining:
-                await self._refuse_while_draining(send, record)
-            else:
-                runtime.request_started()
-                try:
-                    await self.app(scope, receive, send)
-                finally:
-                    runtime.request_finished()
-            status = record.status
         else:
             route_class: RouteClass = "gateway" if scope["path"].startswith(_GATEWAY_PREFIX) else "proxy"
             record = scope[RECORD_KEY] = RequestRecord(route_class)
-            status = 0
-
-            async def send_with_id(message: dict[str, Any]) -> None:
-                nonlocal status
-                message_type = message["type"]
-                if message_type == "http.response.start":
-                    status = message["status"]
-                    message["headers"] = [*message.get("headers", ()), (REQUEST_ID, request_id)]
-                elif message_type == "websocket.accept":
-                    status = 101
-                await send(message)
-
-            if kind == "http":
-                if runtime.draining:
-                    await self._refuse_while_draining(send_with_id, None)
-                else:
-                    runtime.request_started()
-                    try:
-                        await self.app(scope, receive, send_with_id)
-                    finally:
-                        runtime.request_finished()
-            else:
-                await self.app(scope, receive, send_with_id)
+            send = stamping(send, record, request_id)
+        if kind != "http":
+            await self.app(scope, receive, send)
+        elif runtime.draining:
+            await answers.error(
+                send, 503, "shutting_down", "The gateway is shutting down; try again.",
+                headers=stamp(record, [(b"connection", b"close"), (b"retry-after", b"1")], 503),
+            )  # fmt: skip
+        else:
+            runtime.request_started()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                runtime.request_finished()
+        status = record.status
         seconds = time.perf_counter() - started
         self.metrics.observe(record, status, seconds)
         if self.access_log and access_logger.isEnabledFor(logging.INFO):
@@ -296,14 +279,6 @@ class Observability:
                     }
                 ),
             )
-
-    @staticmethod
-    async def _refuse_while_draining(send: Send, record: RequestRecord | None) -> None:
-        headers = [(b"connection", b"close"), (b"retry-after", b"1")]
-        await answers.error(
-            send, 503, "shutting_down", "The gateway is shutting down; try again.",
-            headers=stamp(record, headers, 503) if record is not None else headers,
-        )  # fmt: skip
 
     def _request_id(self, scope: Scope) -> bytes:
         """The trusted proxy's `X-Request-Id`, else a new one; the app receives it as `X-Request-Id`."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from gateway.edge.asgi_types import Send
+
 RECORD_KEY = "gateway.record"
 
 RouteClass = Literal["proxy", "frontend_api", "gateway", "websocket"]
@@ -48,6 +50,22 @@ def stamp(record: RequestRecord, headers: list[tuple[bytes, bytes]], status: int
     if record.request_id is not None:
         headers.append((REQUEST_ID, record.request_id))
     return headers
+
+
+def stamping(send: Send, record: RequestRecord, request_id: bytes) -> Send:
+    """A send that stamps the response start with `X-Request-Id` and notes the status (101 for a
+    WebSocket), for answers built by code that does not stamp them itself."""
+
+    async def stamped(message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            record.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), (REQUEST_ID, request_id)]
+        elif kind == "websocket.accept":
+            record.status = 101
+        await send(message)
+
+    return stamped
 
 
 def record_of(scope: dict[str, Any]) -> RequestRecord:
