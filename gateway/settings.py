@@ -49,11 +49,13 @@ T = TypeVar("T")
 KeyT = TypeVar("KeyT")
 
 Mode = Literal["protect", "annotate"]
+PathCase = Literal["strict", "sensitive", "insensitive"]
 Access = Literal["public", "signed-in"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_FRONTEND_API_PATH: str | None = "/__clerk"
 MODES: tuple[Mode, ...] = ("protect", "annotate")
+PATH_CASES: tuple[PathCase, ...] = ("strict", "sensitive", "insensitive")
 ACCESS_LEVELS: tuple[Access, ...] = ("public", "signed-in")
 MISSING_SECRET_KEY = "Missing Clerk Secret Key. Go to https://dashboard.clerk.com and get your key for your instance."
 
@@ -385,6 +387,14 @@ def parse_mode(value: object) -> Mode:
         if text == mode:
             return mode
     raise InvalidValue(f"expected one of {', '.join(MODES)}, got {_show(text)}")
+
+
+def parse_path_case(value: object) -> PathCase:
+    text = parse_text(value).lower()
+    for case in PATH_CASES:
+        if text == case:
+            return case
+    raise InvalidValue(f"expected one of {', '.join(PATH_CASES)}, got {_show(text)}")
 
 
 def parse_network(value: object) -> IPNetwork:
@@ -749,6 +759,11 @@ class GatewaySettings:
         (), parse_routes, env="GATEWAY_ROUTES",
         help="Route rules: `[[gateway.routes]]` with `path`, `access` (`public`/`signed-in`), optional "
         "`org_role`, `org_permission`, `require_org`, `api` (JSON array in the environment).",
+    )  # fmt: skip
+    path_case: PathCase = setting(
+        "strict", parse_path_case, env="GATEWAY_PATH_CASE",
+        help="How route patterns treat letter case: `strict` (a path must pass both case-sensitive and "
+        "case-insensitive matching: safe whatever the app does), `sensitive`, or `insensitive`.",
     )  # fmt: skip
     api_paths: tuple[str, ...] = setting(
         (), list_of(parse_path_pattern), env="GATEWAY_API_PATHS",
