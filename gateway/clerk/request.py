@@ -88,6 +88,15 @@ class RequestView:
         return not dest and self.headers.get("accept", "").startswith("text/html")
 
     @property
+    def carries_session_token(self) -> bool:
+        """A session token was sent at all (header or any `__session` cookie), valid or not."""
+        return bool(self.headers.get("authorization")) or any(name.startswith("__session") for name in self.cookies)
+
+    def dev_browser_token(self, cookie_suffix: str) -> str | None:
+        """The development browser's `__clerk_db_jwt` cookie (suffixed first), for cross-origin sign-in."""
+        return self.cookies.get(f"__clerk_db_jwt_{cookie_suffix}") or self.cookies.get("__clerk_db_jwt") or None
+
+    @property
     def is_document_get(self) -> bool:
         return self.method == "GET" and self.sec_fetch_dest == "document"
 

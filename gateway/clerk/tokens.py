@@ -151,7 +151,10 @@ def whole_seconds_ms(value: int | float) -> float:
     """A claim truncated toward zero to whole seconds, in milliseconds (infinite values stay infinite)."""
     if isinstance(value, float) and not math.isfinite(value):
         return value
-    return float(int(value) * 1000)
+    try:
+        return float(math.trunc(value)) * 1000.0  # as JavaScript: past the largest double, ±Infinity
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def utc_string(epoch_ms: float) -> str:

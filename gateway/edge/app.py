@@ -23,6 +23,7 @@ from gateway.edge.asgi_types import Receive, Scope, Send
 from gateway.edge.endpoints import HANDLERS
 from gateway.edge.gate import Gate
 from gateway.edge.observability import Observability, configure_access_log
+from gateway.edge.paths import AmbiguousPath, canonical_path
 from gateway.edge.record import record_of, stamp
 from gateway.edge.runtime import EdgeRuntime
 from gateway.settings import Settings
@@ -49,7 +50,7 @@ class GatewayApp:
         await self.handler(scope, receive, send)
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or scope["path"] in self._litestar_paths:
+        if scope["type"] == "lifespan" or self._is_gateway_endpoint(scope):
             await self.litestar(scope, receive, send)  # type: ignore[arg-type]
             return
         try:
@@ -63,6 +64,19 @@ class GatewayApp:
                     await answers.error(
                         send, 500, "internal_error", "The gateway failed to handle the request.", headers=headers
                     )
+
+
+    def _is_gateway_endpoint(self, scope: Scope) -> bool:
+        """Routed by the canonical path, as the gate judges it: `/__gateway/%61uth` is `/__gateway/auth`."""
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        try:
+            path = canonical_path(raw_path.split(b"?", 1)[0])
+        except AmbiguousPath:
+            return False  # the gate refuses it
+        if path.judged not in self._litestar_paths:
+            return False
+        scope["path"], scope["raw_path"] = path.judged, path.forwarded
+        return True
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) -> GatewayApp:

@@ -1,7 +1,8 @@
 """The gateway's own endpoints under `/__gateway/`: health, readiness, whoami, forward-auth, sign-out, JWKS.
 
-These are ordinary Litestar handlers (not on the proxy's hot path). Forward-auth lets nginx
-(`auth_request`), Traefik (`forwardAuth`) and Caddy (`forward_auth`) use the same decision as the proxy.
+These are ordinary Litestar handlers (not on the proxy's hot path); forward-auth has its module
+(`forward_auth.py`). Requests reach them screened like every other entrance (limits, canonical path,
+`Host` allow-list), except the probes (`healthz`, `readyz`, `metrics`), which orchestrators call by IP.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ import json
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from litestar import Request, Response, get, post, route
+from litestar import Request, Response, get, post
 from litestar.response.base import ASGIResponse
 
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.errors import ClerkProtocolError
-from gateway.clerk.redirects import is_allowed_redirect, sign_in_url
+from gateway.clerk.redirects import is_allowed_redirect
 from gateway.clerk.request import RequestView
+from gateway.edge.admission import Incoming
 from gateway.edge.asgi_types import Scope
-from gateway.edge.gate import decode_headers, dev_browser_token, server_host
+from gateway.edge.forward_auth import forward_auth
+from gateway.edge.outcomes import Deny
 from gateway.edge.runtime import EdgeRuntime
 
 PREFIX = "/__gateway"
@@ -35,19 +38,12 @@ def _scope(request: Request[Any, Any, Any]) -> Scope:
     return cast(Scope, request.scope)
 
 
-def request_view(
-    runtime: EdgeRuntime, scope: Scope, *, method: str | None = None, url: str | None = None
-) -> RequestView:
-    headers = decode_headers(runtime.forwarded.believed_headers(scope))
-    if url is None:
-        host = headers.get("host") or server_host(scope)
-        scheme = "https" if scope.get("scheme") == "https" else "http"
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        query: bytes = scope.get("query_string", b"")
-        url = f"{scheme}://{host}{raw_path.split(b'?', 1)[0].decode('latin-1')}" + (
-            f"?{query.decode('latin-1')}" if query else ""
-        )
-    return RequestView.from_merged(method or str(scope.get("method", "GET")), url, headers)
+def request_view(runtime: EdgeRuntime, scope: Scope) -> RequestView | ASGIResponse:
+    """The request as the admission pipeline screens it (limits, canonical path, `Host` allow-list)."""
+    screened = runtime.admission.screen(Incoming.from_scope(scope, runtime.forwarded))
+    if isinstance(screened, Deny):
+        return _response(screened.status, {"error": screened.code, "message": screened.message}, [])
+    return screened.view()
 
 
 def identity_json(claims: SessionClaims | None) -> dict[str, Any] | None:
@@ -99,82 +95,16 @@ async def _tcp_reachable(url: str, timeout: float) -> bool:
 async def whoami(request: Request[Any, Any, Any]) -> ASGIResponse:
     """The identity the gateway sees for this request (JSON), or 401 with Clerk's reason."""
     runtime = _runtime(request)
+    view = request_view(runtime, _scope(request))
+    if isinstance(view, ASGIResponse):
+        return view
     try:
-        state = await _authenticator(runtime).authenticate(request_view(runtime, _scope(request)))
+        state = await runtime.authenticator.authenticate(view)
     except ClerkProtocolError as error:
         return _response(400, {"error": error.reason, "message": error.message}, [])
     if state.is_signed_in and state.claims is not None:
         return _response(200, {"status": "signed-in", "identity": identity_json(state.claims)}, [])
     return _response(401, {"status": state.status, "reason": state.reason, "message": state.message}, [])
-
-
-def _authenticator(runtime: EdgeRuntime) -> Any:
-    assert runtime.authenticator is not None
-    return runtime.authenticator
-
-
-@route(
-    f"{PREFIX}/auth", http_method=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False
-)
-async def forward_auth(request: Request[Any, Any, Any]) -> ASGIResponse:
-    """nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`.
-
-    The original request comes from `X-Original-URL`/`X-Original-Method` (nginx) or
-    `X-Forwarded-Proto/-Host/-Uri/-Method` (Traefik, Caddy), believed only from trusted proxies.
-    Allowed: 200 with the identity headers. Redirects: a 307 for Traefik and Caddy; nginx cannot pass
-    a 3xx through `auth_request`, so it gets 401 with the `Location` to use in its `error_page`.
-    """
-    runtime = _runtime(request)
-    headers = decode_headers(runtime.forwarded.believed_headers(_scope(request)))
-    nginx_style = "x-original-url" in headers
-    method, url = _original_request(headers)
-    if url is None:
-        return _response(
-            400,
-            {
-                "error": "missing_original_request",
-                "message": "Send X-Forwarded-Host/-Uri (or X-Original-URL) from a trusted proxy.",
-            },
-            [],
-        )
-    try:
-        view = request_view(runtime, _scope(request), method=method, url=url)
-        state = await _authenticator(runtime).authenticate(view)
-    except ClerkProtocolError as error:
-        return _response(400, {"error": error.reason, "message": error.message}, [])
-    state_headers = [(name, value) for name, value in state.headers if name not in ("location",)]
-    if state.location is not None:
-        return _redirect_answer(state.location, state_headers, nginx_style)
-    decision = runtime.policy.decide(view.path, view.headers, state.claims if state.is_signed_in else None)
-    if decision.verdict == "allow":
-        identity = [(name.decode(), value.decode("utf-8")) for name, value in runtime.identity.headers_for(state)]
-        return _response(200, None, [*identity, *state_headers])
-    if decision.verdict == "forbidden":
-        return _response(403, {"error": "forbidden"}, state_headers)
-    if decision.is_api or not view.is_get:
-        return _response(401, {"error": "unauthenticated", "reason": state.reason}, state_headers)
-    location = sign_in_url(runtime.settings.clerk, view.clerk_url, view.clerk_origin, dev_browser_token(view, runtime))
-    return _redirect_answer(location, state_headers, nginx_style)
-
-
-def _original_request(headers: dict[str, str]) -> tuple[str, str | None]:
-    if "x-original-url" in headers:
-        original = headers["x-original-url"]
-        if original.startswith("/"):
-            proto = headers.get("x-forwarded-proto", "http").split(",")[0].strip()
-            host = headers.get("x-forwarded-host", headers.get("host", "")).split(",")[0].strip()
-            original = f"{proto}://{host}{original}"
-        return headers.get("x-original-method", "GET"), original
-    forwarded_host = headers.get("x-forwarded-host")
-    if not forwarded_host:
-        return "GET", None
-    proto = headers.get("x-forwarded-proto", "http").split(",")[0].strip()
-    uri = headers.get("x-forwarded-uri", "/")
-    return headers.get("x-forwarded-method", "GET"), f"{proto}://{forwarded_host.split(',')[0].strip()}{uri}"
-
-
-def _redirect_answer(location: str, headers: list[tuple[str, str]], nginx_style: bool) -> ASGIResponse:
-    return _response(401 if nginx_style else 307, None, [("location", location), *headers])
 
 
 def _response(status: int, body: Any, headers: list[tuple[str, str]]) -> ASGIResponse:
@@ -195,6 +125,8 @@ async def sign_out(request: Request[Any, Any, Any]) -> ASGIResponse:
     """
     runtime = _runtime(request)
     view = request_view(runtime, _scope(request))
+    if isinstance(view, ASGIResponse):
+        return view
     allowed = runtime.settings.gateway.allowed_redirect_origins
     source = view.header("origin") or view.header("referer") or ""
     if not source or not is_allowed_redirect(source if "://" in source else "", view.clerk_origin, allowed):
@@ -204,7 +136,7 @@ async def sign_out(request: Request[Any, Any, Any]) -> ASGIResponse:
     target: str = form.get("redirect_url") or request.query_params.get("redirect_url") or "/"
     if not is_allowed_redirect(target, view.clerk_origin, allowed):
         target = "/"
-    authenticator = _authenticator(runtime)
+    authenticator = runtime.authenticator
     state = await authenticator.authenticate(view)
     if state.is_signed_in and state.claims is not None and state.claims.session_id and authenticator.backend:
         await authenticator.backend.revoke_session(state.claims.session_id)
@@ -232,3 +164,4 @@ def gateway_jwks(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 HANDLERS = [healthz, readyz, whoami, forward_auth, sign_out, gateway_jwks]
+"""Every handler Litestar serves; `GatewayApp` routes these paths (canonical) to Litestar."""

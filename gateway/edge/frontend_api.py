@@ -12,6 +12,8 @@ Differences from Clerk's proxy, on purpose:
   Clerk's `frontend-api.clerk.dev` default: a real instance answers on the host its key names (the
   same host clerk-js would call without a proxy), and the emulator answers where it listens. See
   `frontend_api_base_url`.
+* `Clerk-Proxy-Url` comes from the settings (`CLERK_PROXY_URL`, else `GATEWAY_PUBLIC_ORIGIN` + the
+  prefix), never from a client's `Host` when those are set (`configured_proxy_url`).
 * Only believed forwarding headers are used (`forwarded.py`): the client IP is `cf-connecting-ip` ‖
   `x-real-ip` ‖ the believed client of `X-Forwarded-For` ‖ the socket peer, and untrusted
   `X-Forwarded-*` never reach FAPI.
@@ -58,6 +60,16 @@ def frontend_api_base_url(publishable_key: str | PublishableKey, fapi_url: str |
     return f"https://{key.frontend_api}"
 
 
+def configured_proxy_url(proxy_url: str | None, public_origin: str | None, prefix: str) -> str | None:
+    """The proxy's public URL from the settings: an absolute `CLERK_PROXY_URL` as it is, a relative one
+    under the public origin, else the public origin + the prefix; None when the settings name no origin."""
+    if proxy_url and "://" in proxy_url:
+        return proxy_url
+    if public_origin:
+        return public_origin.rstrip("/") + (proxy_url if proxy_url and proxy_url.startswith("/") else prefix)
+    return None
+
+
 def _error_body(code: str, message: str) -> bytes:
     return json.dumps({"errors": [{"code": code, "message": message}]}).encode()
 
@@ -87,8 +99,12 @@ class FrontendApiProxy:
         publishable_key: str | PublishableKey | None,
         forwarded: ForwardedPolicy,
         client: httpx.AsyncClient,
+        proxy_url: str | None = None,
     ) -> None:
         self.prefix = prefix.rstrip("/") or DEFAULT_PREFIX
+        self.proxy_url = proxy_url.rstrip("/") if proxy_url else None
+        """Where browsers reach this proxy (`Clerk-Proxy-Url`, rewritten `Location`s), from the settings;
+        only when none is configured is it the request's own (allow-listed) origin + the prefix."""
         self._prefix_bytes = self.prefix.encode("latin-1")
         self.forwarded = forwarded
         self.client = client
@@ -132,7 +148,7 @@ class FrontendApiProxy:
             return
         info = self.forwarded.client_info(scope)
         believed = self.forwarded.believed_headers(scope)
-        proxy_url = f"{info.origin or ''}{self.prefix}"
+        proxy_url = self.proxy_url or f"{info.origin or ''}{self.prefix}"
         headers = filter_headers(believed, _NOT_FORWARDED)
         present = {name for name, _ in headers}
         headers.append((b"clerk-proxy-url", proxy_url.encode("latin-1")))

@@ -1,5 +1,12 @@
 """Identity for the app: the headers it reads, an optional signed assertion, and spoof removal.
 
+One encoding of identity values for every entrance (proxy, forward-auth, WebSocket): a value of
+printable ASCII without `%` or an outer space travels as it is (Clerk ids, roles, permissions, most
+slugs); any other value travels percent-encoded as UTF-8 (`%` as `%25`, space as `%20`, control
+characters, non-ASCII), so a
+header is always one valid line and the app recovers the text with one URL-decoding. The signed
+assertion carries the values as they are (JSON).
+
 Every identity header name (and its underscore twin, which some servers fold into the same CGI
 variable) is removed from the client's request before ours are added, so the app can trust them.
 """
@@ -9,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 import jwt
 from cachetools import TTLCache
@@ -119,6 +127,13 @@ class IdentityHeaderWriter:
             return list(cached)
         return self._build(state)
 
+    def every_header(self, present: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """`present` plus every other identity header with an empty value: for forward-auth, where a proxy
+        that copies named headers from the answer must never fill an absent one in by itself."""
+        given = {name for name, _ in present}
+        names = [*self._names.values(), *([ASSERTION_HEADER.lower().encode()] if self._asserter else [])]
+        return [*present, *((name, b"") for name in names if name not in given)]
+
     def _build(self, state: AuthState) -> list[tuple[bytes, bytes]]:
         names = self._names
         claims = state.claims if state.is_signed_in else None
@@ -126,7 +141,7 @@ class IdentityHeaderWriter:
         result = [(names["status"], status.encode())]
         reason = state.reason or ("session-pending" if claims is not None and claims.is_pending else "")
         if reason:
-            result.append((names["reason"], _latin1(reason)))
+            result.append((names["reason"], encode_identity_value(reason)))
         if claims is None or status != "signed-in":
             return result
         for field, value in (
@@ -137,14 +152,20 @@ class IdentityHeaderWriter:
             ("org_slug", claims.org_slug),
         ):
             if value:
-                result.append((names[field], _latin1(value)))
+                result.append((names[field], encode_identity_value(value)))
         if claims.org_permissions:
-            result.append((names["org_permissions"], _latin1(",".join(claims.org_permissions))))
+            result.append((names["org_permissions"], encode_identity_value(",".join(claims.org_permissions))))
         if self._asserter is not None and state.token is not None:
             result.append((ASSERTION_HEADER.lower().encode(), self._asserter.assertion(state.token, claims).encode()))
         return result
 
 
-def _latin1(value: str) -> bytes:
-    """Header values are single-line; non-ASCII claim values travel as their UTF-8 bytes."""
-    return value.replace("\r", "").replace("\n", "").encode("utf-8")
+def encode_identity_value(value: str) -> bytes:
+    """See the module docstring: as it is when printable ASCII without `%`, else percent-encoded UTF-8."""
+    if value.isascii() and value.isprintable() and "%" not in value and value.strip(" ") == value:
+        return value.encode("ascii")
+    return quote(value, safe=_SAFE_IN_IDENTITY).encode("ascii")
+
+
+# Printable ASCII but `%` and space: what `encode_identity_value` leaves as it is inside an encoded value.
+_SAFE_IN_IDENTITY = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) != "%")

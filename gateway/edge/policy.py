@@ -1,7 +1,11 @@
 """Route rules: which paths are public, which need a signed-in user, an organization, a role or a
 permission, and whether a refusal is a sign-in redirect (browsers) or a 401 JSON body (API calls).
 
-Secure by default: a path no rule names needs a signed-in user.
+Secure by default: a path no rule names needs a signed-in user. The policy judges every reading of a
+path an app may route (`gateway.edge.paths`): the request passes only if each reading passes. Letter
+case (`gateway.path_case`): `strict` (the default) judges each reading case-sensitively and
+case-insensitively, so a rule holds whether the app routes `/Admin` as `/admin` or not; `sensitive`
+and `insensitive` judge one way only, for apps known to route that way.
 """
 
 from __future__ import annotations
@@ -12,24 +16,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.clerk.claims import SessionClaims
+from gateway.edge.navigation import is_navigation
 from gateway.settings import GatewaySettings, RouteRule
 
 Verdict = Literal["allow", "sign-in", "forbidden"]
 _MEMO_SIZE = 4096
 
 
-def compile_path_pattern(pattern: str) -> re.Pattern[str]:
+def compile_path_pattern(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
     """`*` matches anything (slashes included); `/admin/*` also covers `/admin` itself."""
     body = re.escape(pattern).replace(r"\*", ".*")
     if pattern.endswith("/*"):
         body = body[: -len("/.*")] + "(?:/.*)?"
-    return re.compile(f"^{body}$")
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledRule:
-    pattern: re.Pattern[str]
-    rule: RouteRule
+    return re.compile(f"^{body}$", re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,50 +38,83 @@ class Decision:
     is_api: bool
 
 
+class _Matcher:
+    """The rules compiled one way (case-sensitive or not): the first matching rule of a path."""
+
+    def __init__(self, settings: GatewaySettings, *, ignore_case: bool) -> None:
+        self._rules = tuple(
+            (compile_path_pattern(rule.path, ignore_case=ignore_case), rule) for rule in settings.routes
+        )
+        self._public = tuple(compile_path_pattern(path, ignore_case=ignore_case) for path in settings.public_paths)
+        self._api = tuple(compile_path_pattern(path, ignore_case=ignore_case) for path in settings.api_paths)
+
+    def rule_for(self, path: str, public_rule: RouteRule, default: RouteRule) -> RouteRule:
+        for pattern, rule in self._rules:
+            if pattern.match(path):
+                return rule
+        if any(pattern.match(path) for pattern in self._public):
+            return public_rule
+        return default
+
+    def is_api_path(self, path: str) -> bool:
+        return any(pattern.match(path) for pattern in self._api)
+
+
 class Policy:
-    """Compiled once from the settings; `decide` runs per request with no allocation beyond the result."""
+    """Compiled once from the settings; `decide` runs per request, memoised per path (paths repeat)."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.annotate_only = settings.mode == "annotate"
-        self._rules = tuple(CompiledRule(compile_path_pattern(rule.path), rule) for rule in settings.routes)
-        self._public = tuple(compile_path_pattern(path) for path in settings.public_paths)
-        self._api = tuple(compile_path_pattern(path) for path in settings.api_paths)
+        case = settings.path_case
+        self._matchers = tuple(
+            _Matcher(settings, ignore_case=ignore_case)
+            for ignore_case in {"strict": (False, True), "sensitive": (False,), "insensitive": (True,)}[case]
+        )
         self._default = RouteRule(path="/*")
         self._public_rule = RouteRule(path="(public_paths)", access="public")
-        self._memo: dict[str, tuple[RouteRule, bool]] = {}
+        self._memo: dict[str | tuple[str, ...], tuple[tuple[RouteRule, ...], bool]] = {}
 
-    def rule_for(self, path: str) -> RouteRule:
-        """The first matching rule (memoised per path: paths repeat, patterns are re-run otherwise)."""
-        cached = self._memo.get(path)
+    def rules_for(self, readings: str | tuple[str, ...]) -> tuple[tuple[RouteRule, ...], bool]:
+        """(the distinct rules that apply to the path's readings, first reading's first; any an API path)."""
+        cached = self._memo.get(readings)
         if cached is not None:
-            return cached[0]
-        rule = self._match_rule(path)
+            return cached
+        rules: list[RouteRule] = []
+        api_path = False
+        for path in (readings,) if isinstance(readings, str) else readings:
+            for matcher in self._matchers:
+                rule = matcher.rule_for(path, self._public_rule, self._default)
+                if rule not in rules:
+                    rules.append(rule)
+                api_path = api_path or matcher.is_api_path(path)
+        result = (tuple(rules), api_path)
         if len(self._memo) >= _MEMO_SIZE:
             self._memo.clear()
-        self._memo[path] = (rule, any(pattern.match(path) for pattern in self._api))
-        return rule
+        self._memo[readings] = result
+        return result
 
-    def _match_rule(self, path: str) -> RouteRule:
-        for compiled in self._rules:
-            if compiled.pattern.match(path):
-                return compiled.rule
-        if any(pattern.match(path) for pattern in self._public):
-            return self._public_rule
-        return self._default
+    def rule_for(self, path: str) -> RouteRule:
+        """The rule that decides `path` (first matching rule, else public paths, else signed-in)."""
+        return self.rules_for(path)[0][0]
 
-    def is_api_request(self, path: str, rule: RouteRule, headers: Mapping[str, str]) -> bool:
-        """API calls get 401 JSON; navigations get the sign-in redirect."""
-        cached = self._memo.get(path)
-        api_path = cached[1] if cached is not None else any(pattern.match(path) for pattern in self._api)
-        if rule.api or api_path:
-            return True
-        if headers.get("sec-fetch-dest", "") in ("document", "iframe"):
-            return False
-        return "text/html" not in headers.get("accept", "")
+    def decide(
+        self, readings: str | tuple[str, ...], headers: Mapping[str, str], claims: SessionClaims | None
+    ) -> Decision:
+        """The verdict on a path (or all its readings): the first rule that does not allow decides."""
+        rules, api_path = self.rules_for(readings)
+        first = None
+        for rule in rules:
+            decision = self._decide_rule(rule, api_path, headers, claims)
+            if decision.verdict != "allow":
+                return decision
+            first = first or decision
+        assert first is not None
+        return first
 
-    def decide(self, path: str, headers: Mapping[str, str], claims: SessionClaims | None) -> Decision:
-        rule = self.rule_for(path)
-        is_api = self.is_api_request(path, rule, headers)
+    def _decide_rule(
+        self, rule: RouteRule, api_path: bool, headers: Mapping[str, str], claims: SessionClaims | None
+    ) -> Decision:
+        is_api = rule.api or api_path or not is_navigation(headers)
         if self.annotate_only or rule.access == "public":
             return Decision("allow", rule, is_api)
         if claims is None or claims.user_id is None or claims.is_pending:

@@ -1,7 +1,8 @@
 """Everything a running gateway holds: built from the settings, opened and closed by the app's lifespan.
 
-One instance per worker process. The pooled clients (`Http1UpstreamClient` towards the app, httpx towards Clerk)
-and the caches live here, never in module globals.
+One instance per worker process. The pooled clients (`Http1UpstreamClient` towards the app, httpx towards Clerk),
+the caches and the admission pipeline live here, never in module globals. Everything is built at
+construction; `start` only opens what needs the event loop (the JWKS load, the app's pool).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import httpx
 from gateway.clerk.asks import KeysAnswer
 from gateway.clerk.keys import PublishableKey
 from gateway.clerk_api.authenticator import Authenticator
+from gateway.edge.admission import Admission
 from gateway.edge.forwarded import ForwardedPolicy
-from gateway.edge.frontend_api import FrontendApiProxy
+from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
 from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
 from gateway.edge.policy import Policy
 from gateway.edge.proxy import UpstreamProxy
@@ -45,22 +47,6 @@ class EdgeRuntime:
         self.asserter = asserter
         self.identity = IdentityHeaderWriter(gateway.identity_headers, asserter)
         self.forwarded = ForwardedPolicy(gateway.trusted_proxies)
-        self.allowed_hosts = frozenset(host.lower() for host in gateway.allowed_hosts)
-        self.http_client: httpx.AsyncClient | None = None
-        self.authenticator: Authenticator | None = None
-        self.proxy: UpstreamProxy | None = None
-        self.frontend_api: FrontendApiProxy | None = None
-        self.keys_at_start: KeysAnswer | None = None
-        self.started = False
-        self.draining = False
-        """Shutdown has begun: new requests are refused (503), in-flight ones finish."""
-        self.in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    async def start(self) -> None:
-        settings = self.settings
-        gateway = settings.gateway
         self.http_client = httpx.AsyncClient(
             timeout=httpx.Timeout(gateway.read_timeout, connect=gateway.connect_timeout),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
@@ -72,29 +58,53 @@ class EdgeRuntime:
             token_cache_size=gateway.token_cache_size,
             jwks_ttl=gateway.jwks_cache_ttl,
             jwks_min_refetch_interval=gateway.jwks_min_refetch_interval,
-            clock=self.clock,
+            clock=clock,
         )
-        self.keys_at_start = await self.authenticator.start()
-        if self.keys_at_start is not None and self.keys_at_start.failure is not None:
-            logger.warning("JWKS not loaded at start (%s); will retry on demand", self.keys_at_start.failure.reason)
-        if gateway.upstream:
-            self.proxy = UpstreamProxy(
+        self.admission = Admission(
+            settings, self.authenticator, self.policy, keys_available=lambda: self.keys_available
+        )
+        self.proxy: UpstreamProxy | None = (
+            UpstreamProxy(
                 gateway.upstream,
                 connect_timeout=gateway.connect_timeout,
                 read_timeout=gateway.read_timeout,
                 preserve_host=gateway.preserve_host,
                 forwarded=self.forwarded,
             )
-            await self.proxy.start()
-        if gateway.frontend_api_path and settings.clerk.secret_key:
-            self.frontend_api = FrontendApiProxy(
+            if gateway.upstream
+            else None
+        )
+        """None when the gateway only answers forward-auth (no app to proxy to)."""
+        self.frontend_api: FrontendApiProxy | None = (
+            FrontendApiProxy(
                 prefix=gateway.frontend_api_path,
                 fapi_url=frontend_api_base_url(settings),
                 secret_key=settings.clerk.secret_key,
                 publishable_key=settings.clerk.publishable_key.raw,
                 forwarded=self.forwarded,
                 client=self.http_client,
+                proxy_url=configured_proxy_url(
+                    settings.clerk.proxy_url, gateway.public_origin, gateway.frontend_api_path
+                ),
             )
+            if gateway.frontend_api_path and settings.clerk.secret_key
+            else None
+        )
+        """None when the Frontend API proxy is off (no path, or no secret key to proxy with)."""
+        self.keys_at_start: KeysAnswer | None = None
+        self.started = False
+        self.draining = False
+        """Shutdown has begun: new requests are refused (503), in-flight ones finish."""
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        self.keys_at_start = await self.authenticator.start()
+        if self.keys_at_start is not None and self.keys_at_start.failure is not None:
+            logger.warning("JWKS not loaded at start (%s); will retry on demand", self.keys_at_start.failure.reason)
+        if self.proxy is not None:
+            await self.proxy.start()
         self.started = True
 
     def request_started(self) -> None:
@@ -121,14 +131,12 @@ class EdgeRuntime:
         self.started = False
         if self.proxy is not None:
             await self.proxy.aclose()
-        if self.authenticator is not None:
-            await self.authenticator.aclose()
-        if self.http_client is not None:
-            await self.http_client.aclose()
+        await self.authenticator.aclose()
+        await self.http_client.aclose()
 
     @property
     def keys_available(self) -> bool:
         """Whether tokens can be verified at all right now (a PEM key, or a JWKS loaded at least once)."""
         if self.settings.clerk.jwt_key is not None:
             return True
-        return self.authenticator is not None and len(self.authenticator.keys) > 0
+        return len(self.authenticator.keys) > 0

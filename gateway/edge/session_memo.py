@@ -3,37 +3,30 @@
 A browser sends the same cookies with every request of a session, so the decision the core reaches
 for one request holds for the next one with the same inputs, as long as the token is still valid.
 The memo keeps signed-in outcomes (and only those: anything with headers to send, a refresh, a
-handshake, is decided afresh) under a key made of every request input the decision reads: method,
-scheme, the `Host`, `Cookie`, `Authorization`, `Sec-Fetch-Dest`, `Accept` and forwarding headers,
-whether the peer is a trusted proxy, the `Referer` of document requests (row D15) and, when
-organization sync is configured, the path (PROTOCOL.md §10). A key may say more than the decision
-reads, never less. Requests with `__clerk` query parameters (or any percent-escape in the query,
-which could spell one) are not memoised.
+handshake, is decided afresh) under `gateway.clerk.decision_inputs.decision_key`, a digest of every
+input the decision reads, derived next to the decision so that none can be forgotten here.
 
 On every use the outcome is re-checked as a verified-token cache hit is (`Authenticator.still_signed_in`:
 the token's key is still the current one, `exp`/`nbf`/`iat`/`azp` pass at this instant), so a memoised
-answer never outlives its token or its key.
+answer never outlives its token or its key. Entries are 16-byte digests and a shared outcome, so
+padded or varied headers cannot make one entry large.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 from gateway.clerk.decide import AuthState
 
-MemoKey = tuple[Hashable, ...]
+MemoKey = bytes
 
 
 class SessionMemo:
     """A bounded dict in recency order (the oldest entry goes when full), like the verified-token cache."""
 
-    __slots__ = ("_entries", "_maxsize", "by_path")
+    __slots__ = ("_entries", "_maxsize")
 
-    def __init__(self, maxsize: int, *, by_path: bool) -> None:
+    def __init__(self, maxsize: int) -> None:
         self._maxsize = maxsize
         self._entries: dict[MemoKey, AuthState] = {}
-        self.by_path = by_path
-        """The path is part of the key (organization sync reads it)."""
 
     def get(self, key: MemoKey) -> AuthState | None:
         entries = self._entries
@@ -58,7 +51,3 @@ class SessionMemo:
     def __len__(self) -> int:
         return len(self._entries)
 
-
-def query_allows_memo(query: bytes) -> bool:
-    """No `__clerk_*` parameter can hide in it (percent-escapes could spell one: be conservative)."""
-    return not query or (b"%" not in query and b"__clerk" not in query)

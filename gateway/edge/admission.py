@@ -1,0 +1,279 @@
+"""The one admission pipeline every entrance uses: proxied requests, forward-auth, WebSocket upgrades
+and the Frontend API proxy.
+
+    limits → canonical path → Host allow-list → the request view → the Clerk decision → the route policy
+    → one outcome (`gateway.edge.outcomes`)
+
+An entrance turns what it received into an `Incoming` (the request as the app will receive it: for
+forward-auth, the original request a trusted proxy describes) and renders the outcome in its own
+format; it adds no rule of its own. `screen` runs the steps before the decision (the Frontend API
+proxy needs no more); `admit` runs them all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.clerk.decide import AuthState
+from gateway.clerk.decision_inputs import decision_key
+from gateway.clerk.errors import ClerkProtocolError
+from gateway.clerk.redirects import sign_in_url
+from gateway.clerk.request import RequestView
+from gateway.clerk_api.authenticator import Authenticator
+from gateway.edge.forwarded import FORWARDING_HEADER_PREFIX, FORWARDING_HEADERS, ForwardedPolicy
+from gateway.edge.navigation import is_navigation
+from gateway.edge.outcomes import Deny, Outcome, outcome_for
+from gateway.edge.paths import AmbiguousPath, CanonicalPath, canonical_path
+from gateway.edge.policy import Policy
+from gateway.edge.session_memo import SessionMemo
+from gateway.settings import Settings
+
+logger = logging.getLogger("gateway")
+
+_CLOSE = (b"connection", b"close")
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A request as an entrance received it. `headers` are the raw header pairs (lower-case names);
+    `trusted_peer`: the socket peer is a trusted proxy, so its forwarding headers are believed."""
+
+    method: str
+    raw_path: bytes
+    query: bytes
+    headers: Sequence[tuple[bytes, bytes]]
+    scheme: str
+    server_host: str
+    trusted_peer: bool
+
+    @classmethod
+    def from_scope(cls, scope: dict[str, Any], forwarded: ForwardedPolicy, *, method: str | None = None) -> Incoming:
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        client = scope.get("client")
+        return cls(
+            method=method or str(scope.get("method", "GET")),
+            raw_path=raw_path.split(b"?", 1)[0],
+            query=scope.get("query_string", b""),
+            headers=scope["headers"],
+            scheme="https" if scope.get("scheme") in ("https", "wss") else "http",
+            server_host=server_host(scope),
+            trusted_peer=client is not None and forwarded.is_trusted(str(client[0])),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """What the steps before the decision made of a request: its canonical path, the believed headers
+    (merged under lower-case names), the public host and whether it is a navigation."""
+
+    incoming: Incoming
+    path: CanonicalPath
+    headers: dict[str, str]
+    host: str
+    navigation: bool
+
+    def view(self) -> RequestView:
+        """What Clerk's decision reads: Clerk computes its URL from the raw path and query, as sent."""
+        incoming = self.incoming
+        target = incoming.raw_path.decode("latin-1")
+        if incoming.query:
+            target += "?" + incoming.query.decode("latin-1")
+        host = self.headers.get("host") or incoming.server_host
+        return RequestView.from_merged(incoming.method, f"{incoming.scheme}://{host}{target}", self.headers)
+
+
+class Admission:
+    """The pipeline, built once per worker from the settings and the runtime's collaborators."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        authenticator: Authenticator,
+        policy: Policy,
+        *,
+        keys_available: Any,
+    ) -> None:
+        gateway = settings.gateway
+        self.settings = settings
+        self.authenticator = authenticator
+        self.policy = policy
+        self._keys_available = keys_available
+        self._max_url = gateway.max_url_length
+        self._max_header_bytes = gateway.max_header_bytes
+        self._max_cookies = gateway.max_cookies
+        self._hosts = HostAllowList(gateway.allowed_hosts)
+        self._by_path = settings.clerk.organization_sync is not None
+        self.memo: SessionMemo | None = SessionMemo(gateway.token_cache_size)
+        """None: every request decided afresh (the memo's equivalence tests compare both)."""
+
+    # ------------------------------------------------------------------------------ before the decision
+
+    def screen(self, incoming: Incoming) -> Screened | Deny:
+        """Limits, the canonical path and the `Host` allow-list."""
+        if len(incoming.raw_path) + len(incoming.query) + 1 > self._max_url:
+            return Deny(414, "uri_too_long", "The request URL is too long.")
+        refusal, headers = self._read_head(incoming)
+        if refusal is not None:
+            return refusal
+        navigation = is_navigation(headers)
+        try:
+            path = canonical_path(incoming.raw_path)
+        except AmbiguousPath as error:
+            return Deny(400, error.code, error.message, navigation)
+        host = _public_host(headers, incoming.server_host)
+        if not self._hosts.allows(host):
+            return Deny(421, "host_not_allowed", "This host is not served here.", navigation)
+        return Screened(incoming, path, headers, host, navigation)
+
+    def _read_head(self, incoming: Incoming) -> tuple[Deny | None, dict[str, str]]:
+        """Limits (431), request framing (400) and the believed headers, merged, in one pass.
+
+        A request whose body length is ambiguous (both `Content-Length` and `Transfer-Encoding`, two
+        different lengths, a coding other than `chunked`) is a smuggling shape: whatever the server in
+        front did with it, the app must not see it (RFC 9112 §6.3). Forwarding headers from a peer that
+        is not a trusted proxy are not believed (PROTOCOL.md §2.4), so they are left out.
+        """
+        size = cookies = 0
+        length: bytes | None = None
+        chunked = conflicting = False
+        trusted = incoming.trusted_peer
+        merged: dict[str, str] = {}
+        for raw_name, raw_value in incoming.headers:
+            size += len(raw_name) + len(raw_value) + 4
+            if raw_name == b"content-length":
+                value = raw_value.strip()
+                conflicting = conflicting or chunked or not value.isdigit() or (length is not None and length != value)
+                length = value
+            elif raw_name == b"transfer-encoding":
+                conflicting = conflicting or chunked or length is not None or raw_value.strip().lower() != b"chunked"
+                chunked = True
+            elif not trusted and (raw_name.startswith(FORWARDING_HEADER_PREFIX) or raw_name in FORWARDING_HEADERS):
+                continue
+            elif raw_name == b"cookie":
+                cookies += raw_value.count(b";") + 1
+            name = raw_name.decode("latin-1").lower()
+            value_text = raw_value.decode("latin-1")
+            previous = merged.get(name)
+            merged[name] = (
+                value_text if previous is None else previous + ("; " if name == "cookie" else ", ") + value_text
+            )
+        if size > self._max_header_bytes:
+            return Deny(431, "headers_too_large", "The request headers are too large."), merged
+        if cookies > self._max_cookies:
+            return Deny(431, "too_many_cookies", "The request carries too many cookies."), merged
+        if conflicting:  # and close: the bytes after this request cannot be trusted to start the next one
+            return Deny(400, "ambiguous_framing", "The request's body length is ambiguous.", headers=[_CLOSE]), merged
+        return None, merged
+
+    # --------------------------------------------------------------------------------- the whole pipeline
+
+    async def admit(self, incoming: Incoming) -> tuple[Screened | None, Outcome]:
+        """Every step; the screened request (None when refused before the decision) and the outcome."""
+        screened = self.screen(incoming)
+        if isinstance(screened, Deny):
+            return None, screened
+        return screened, await self.decide(screened)
+
+    async def decide(self, screened: Screened) -> Outcome:
+        """The Clerk decision (or a remembered one), the route policy, the outcome table."""
+        incoming, headers = screened.incoming, screened.headers
+        key = None
+        if self.memo is not None:
+            key = decision_key(
+                incoming.method,
+                incoming.scheme,
+                incoming.server_host,
+                headers,
+                screened.path.judged,
+                incoming.query.decode("latin-1"),
+                by_path=self._by_path,
+            )
+            if key is not None:
+                remembered = self._remembered(key, screened)
+                if remembered is not None:
+                    return remembered
+        view: RequestView | None = None
+        try:
+            view = screened.view()
+            state = await self.authenticator.authenticate(view)
+        except ClerkProtocolError as error:
+            if view is not None:
+                logger.warning("authentication failed: %s", error.message)
+            return Deny(400, error.reason, error.message, screened.navigation)
+        if key is not None and self.memo is not None:
+            self.memo.remember(key, state)
+        return self._outcome(screened, view, state)
+
+    def _remembered(self, key: bytes, screened: Screened) -> Outcome | None:
+        """The memoised signed-in outcome, if it still holds and the route lets it through as it is."""
+        assert self.memo is not None
+        state = self.memo.get(key)
+        if state is None:
+            return None
+        if not self.authenticator.still_signed_in(state):
+            self.memo.forget(key)
+            return None
+        outcome = self._outcome(screened, None, state)
+        return outcome if outcome.row == "allowed" else None  # refusals are rare: the whole decision builds them
+
+    def _outcome(self, screened: Screened, view: RequestView | None, state: AuthState) -> Outcome:
+        incoming = screened.incoming
+        decision = None
+        if not (state.headers and state.location is not None):
+            claims = state.claims if state.status == "signed-in" else None
+            decision = self.policy.decide(screened.path.readings, screened.headers, claims)
+
+        def sign_in_location() -> str:
+            known = view if view is not None else screened.view()
+            clerk = self.settings.clerk
+            return sign_in_url(clerk, known.clerk_url, known.clerk_origin, known.dev_browser_token(clerk.cookie_suffix))
+
+        return outcome_for(
+            state,
+            decision,
+            navigation=screened.navigation,
+            redirectable=incoming.method in ("GET", "HEAD") and screened.navigation,
+            keys_available=bool(self._keys_available()),
+            carries_token=(view if view is not None else screened.view()).carries_session_token
+            if decision is not None and decision.verdict == "sign-in"
+            else False,
+            sign_in_location=sign_in_location,
+        )
+
+
+class HostAllowList:
+    """`Host` values served (`host` or `host:port`, `*.example.com` for sub-domains); empty: any."""
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self._exact = frozenset(host.lower() for host in allowed if not host.startswith("*."))
+        self._suffixes = tuple(host.lower()[1:] for host in allowed if host.startswith("*."))
+        self.open = not allowed
+
+    def allows(self, host: str) -> bool:
+        if self.open:
+            return True
+        host = host.lower()
+        if host in self._exact:
+            return True
+        name = host.rpartition(":")[0] if host.count(":") == 1 else host
+        return any(name.endswith(suffix) for suffix in self._suffixes)
+
+
+def _public_host(headers: dict[str, str], server: str) -> str:
+    forwarded = headers.get("x-forwarded-host")
+    if forwarded:
+        first = forwarded.split(",", 1)[0].strip()
+        if first:
+            return first
+    return headers.get("host") or server
+
+
+def server_host(scope: dict[str, Any]) -> str:
+    server = scope.get("server")
+    if not server:
+        return "localhost"
+    host, port = server[0], server[1]
+    return f"{host}:{port}" if port not in (80, 443, None) else str(host)

@@ -1,0 +1,135 @@
+"""What admission ends in, and the one table that turns (decision, policy verdict) into it.
+
+Every entrance gets one of three values: `Proceed` (to the app, with the identity the decision
+found), `Redirect` (a `Location` the browser follows) or `Deny` (a status, a code and a sentence).
+The proxy, WebSocket upgrades and forward-auth render the same value in their own format; none of
+them decides again.
+
+The table (`outcome_for`), first matching row wins:
+
+| row                | when                                                    | answer                       |
+|--------------------|---------------------------------------------------------|------------------------------|
+| `clerk-redirect`   | the decision answers with a `Location` (handshake, sync) | 307 there                   |
+| `allowed`          | the policy allows                                       | proceed (+ `Set-Cookie`)     |
+| `forbidden`        | signed in, the rule asks for more                       | 403 `forbidden`              |
+| `keys-unavailable` | sign-in needed, a token was sent, no keys to check it   | 503 `keys_unavailable`       |
+| `sign-in-redirect` | sign-in needed, a GET/HEAD navigation to a page         | 307 to the sign-in URL       |
+| `unauthenticated`  | sign-in needed, anything else (API call, a form POST)   | 401 + Clerk's reason         |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gateway.clerk.decide import AuthState
+from gateway.edge.policy import Decision
+
+Headers = list[tuple[bytes, bytes]]
+Row = Literal[
+    "clerk-redirect", "allowed", "forbidden", "keys-unavailable", "sign-in-redirect", "unauthenticated", "refused"
+]
+
+# The decision's own headers that describe its answer, not the app's: never copied onto a proxied answer.
+_ANSWER_ONLY_HEADERS = frozenset({"location", "cache-control"})
+
+
+@dataclass(frozen=True, slots=True)
+class Proceed:
+    """Let the request through to the app; `response_headers` go on the app's answer (e.g. `Set-Cookie`)."""
+
+    state: AuthState
+    response_headers: Headers
+    row: Row = "allowed"
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    location: str
+    headers: Headers
+    row: Row
+    status: int = 307
+    state: AuthState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    """An answer the gateway gives itself; `page`: render a page (a navigation), else JSON."""
+
+    status: int
+    code: str
+    message: str
+    page: bool = False
+    headers: Headers = field(default_factory=list)
+    extra: dict[str, str] | None = None
+    row: Row = "refused"
+    state: AuthState | None = None
+
+
+Outcome = Proceed | Redirect | Deny
+
+
+def encode_headers(pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> Headers:
+    return [(name.lower().encode("latin-1"), value.encode("utf-8")) for name, value in pairs]
+
+
+def outcome_for(
+    state: AuthState,
+    decision: Decision | None,
+    *,
+    navigation: bool,
+    redirectable: bool,
+    keys_available: bool,
+    carries_token: bool,
+    sign_in_location: Callable[[], str],
+) -> Outcome:
+    """The table above. `decision` is None only when the decision redirects (the policy is not asked);
+    `navigation`: a page the browser shows; `redirectable`: a GET/HEAD navigation."""
+    location = state.location if state.headers else None
+    if location is not None:
+        return Redirect(
+            location,
+            encode_headers([pair for pair in state.headers if pair[0] != "location"]),
+            "clerk-redirect",
+            state=state,
+        )
+    assert decision is not None, "the policy is asked unless the decision redirects"
+    if decision.verdict == "allow":
+        headers = [pair for pair in state.headers if pair[0] not in _ANSWER_ONLY_HEADERS] if state.headers else []
+        return Proceed(state, encode_headers(headers) if headers else [])
+    state_headers = encode_headers(state.headers) if state.headers else []
+    if decision.verdict == "forbidden":
+        return Deny(
+            403,
+            "forbidden",
+            "You are signed in but not allowed to open this page.",
+            navigation and not decision.is_api,
+            state_headers,
+            row="forbidden",
+            state=state,
+        )
+    if not keys_available and carries_token:
+        return Deny(
+            503,
+            "keys_unavailable",
+            "Sessions cannot be verified right now; try again shortly.",
+            navigation,
+            [(b"retry-after", b"5")],
+            row="keys-unavailable",
+            state=state,
+        )
+    if redirectable and not decision.is_api:
+        return Redirect(
+            sign_in_location(), [(b"cache-control", b"no-store"), *state_headers], "sign-in-redirect", state=state
+        )
+    return Deny(
+        401,
+        "unauthenticated",
+        "Sign in to use this API." if decision.is_api else "Sign in to continue.",
+        navigation and not decision.is_api,
+        state_headers,
+        {"reason": state.reason},
+        row="unauthenticated",
+        state=state,
+    )
