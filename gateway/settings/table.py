@@ -38,10 +38,6 @@ class SettingSpec:
     empty_is_unset: bool = True
     default_text: str | None = None  # how the reference shows the default, when repr is not enough
 
-    @property
-    def toml_name(self) -> str:
-        return f"{self.section}.{self.key}"
-
 
 def setting(
     default: T,
