@@ -270,7 +270,6 @@ def _iat(decoded: DecodedJwt | None) -> float:
 
 
 def _signed_in(
-    context: _Context,
     verified: VerifiedToken,
     headers: tuple[tuple[str, str], ...] = (),
     carrier: Carrier | None = None,
@@ -351,7 +350,7 @@ def _authenticate_header(context: _Context) -> Flow:
         return (yield from _handle_token_error(context, error, "header"))
     # Row B2 does not parse claims: a token with malformed organization claims stays signed-in here
     # with `claims` None (Clerk's later `toAuth()` throws); the edge treats a missing identity as signed out.
-    return _signed_in(context, verified, carrier="header")
+    return _signed_in(verified, carrier="header")
 
 
 # ---------------------------------------------------------------------------------------------- #
@@ -437,7 +436,7 @@ def _authenticate_cookies(context: _Context) -> Flow:
         and request.is_handshake_eligible
     ):
         return _maybe_handshake(context, "active-organization-mismatch")
-    return _signed_in(context, verified, carrier="cookie")  # D17
+    return _signed_in(verified, carrier="cookie")  # D17
 
 
 def _issued_before_client_uat(decoded: DecodedJwt, client_uat: int) -> bool:

@@ -101,11 +101,6 @@ class RequestView:
         return self.method == "GET" and self.sec_fetch_dest == "document"
 
 
-def compute_clerk_url(raw_url: str, headers: Mapping[str, str]) -> str:
-    """Clerk's `clerkUrl`: the raw path and query under the forwarded (or Host) origin."""
-    return public_url(raw_url, headers)[0]
-
-
 # What the WHATWG parser leaves untouched: plain host names, and paths/queries with no character it
 # would percent-encode, no dot segment and no backslash. Such URLs skip the general parser.
 _SIMPLE_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::([0-9]{1,5}))?")

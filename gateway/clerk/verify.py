@@ -43,8 +43,7 @@ class KeyTransportError(ClerkProtocolError):
 class VerifiedToken:
     decoded: DecodedJwt
     key: RSAPublicKey
-    claims: SessionClaims | None
-    claims_error: ClaimsError | None
+    claims: SessionClaims | None  # None when the payload is not a session's claims
 
 
 class VerifiedTokenCache:
@@ -154,9 +153,9 @@ def verify_token(
     check_subject(decoded.payload)
     _check_request_claims(decoded, options, now_ms, skew)
     try:
-        entry = VerifiedToken(decoded, key, parse_claims(decoded.payload), None)
-    except ClaimsError as error:
-        entry = VerifiedToken(decoded, key, None, error)
+        entry = VerifiedToken(decoded, key, parse_claims(decoded.payload))
+    except ClaimsError:
+        entry = VerifiedToken(decoded, key, None)
     if cache is not None and clock_skew_ms is None:
         cache.put(token, entry)
     return entry

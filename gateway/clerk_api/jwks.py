@@ -65,8 +65,8 @@ class JwksCache:
     """The current `KeySet` plus the policy for replacing it from `source` (see the module docstring).
 
     `clock`, `sleep` and `jitter` are injectable so tests move time instead of waiting. Counters
-    (`fetch_count`, `request_count`, `failure_count`, `last_success_at`, `last_failure`,
-    `last_failure_at`) are plain attributes for observability; times are `clock()` values.
+    (`fetch_count`, `request_count`, `failure_count`, `last_success_at`, `last_failure`)
+    are plain attributes for observability; times are `clock()` values.
     """
 
     def __init__(
@@ -106,7 +106,6 @@ class JwksCache:
         self.last_success_at: float | None = None
         self.last_failure: KeyFailure | None = None
         """Why the latest fetch failed; cleared by the next success."""
-        self.last_failure_at: float | None = None
 
     @property
     def current(self) -> KeySet:
@@ -196,7 +195,6 @@ class JwksCache:
         else:
             self.failure_count += 1
             self.last_failure = outcome
-            self.last_failure_at = self._clock()
             logger.warning(
                 "clerk_api.jwks_failed reason=%s message=%r serving_stale_keys=%d",
                 outcome.reason,

@@ -177,14 +177,13 @@ class ForwardedPolicy:
         return info.client_ip
 
 
-def upstream_forwarding_headers(info: ClientInfo, original_headers: Iterable[tuple[bytes, bytes]] = ()) -> Headers:
+def upstream_forwarding_headers(info: ClientInfo) -> Headers:
     """`X-Forwarded-For/-Proto/-Host` for the app.
 
     `X-Forwarded-For` is the believed chain (client first) followed by the peer, or the peer alone when
-    the peer is not trusted: its first item is always the client as we believe it. `original_headers` is
-    accepted for callers holding the raw headers; the believed chain already lives in `info`.
+    the peer is not trusted: its first item is always the client as we believe it (the chain was parsed
+    once, in `ForwardedPolicy.client_info`).
     """
-    del original_headers  # the chain was parsed once, in `ForwardedPolicy.client_info`
     chain = [*info.forwarded_chain, info.peer_ip] if info.trusted_hop else [info.peer_ip]
     headers: Headers = []
     forwarded_for = ", ".join(item for item in chain if item)

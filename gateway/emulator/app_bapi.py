@@ -163,14 +163,14 @@ def create_bapi_app(instance: Instance) -> ASGIApp:
             and (not usernames or user.username in usernames)
             and (not search or search in f"{user.email} {user.first_name} {user.last_name} {user.username}".lower())
         ]
-        return json_reply([bapi_user(state, user, created_ms) for user in users[offset : offset + limit]])
+        return json_reply([bapi_user(user, created_ms) for user in users[offset : offset + limit]])
 
     @get("/v1/users/{user_id:str}")
     async def get_user(user_id: FromPath[str]) -> ASGIResponse:
         user = state.seed.user(user_id)
         if user is None:
             raise not_found("user")
-        return json_reply(bapi_user(state, user, created_ms))
+        return json_reply(bapi_user(user, created_ms))
 
     def find_organization(organization_id: str) -> Any:
         organization = state.seed.organization(organization_id)

@@ -95,7 +95,7 @@ def fapi_user(state: EmulatorState, user: SeedUser, created_ms: int) -> JSON:
     return body
 
 
-def bapi_user(state: EmulatorState, user: SeedUser, created_ms: int) -> JSON:
+def bapi_user(user: SeedUser, created_ms: int) -> JSON:
     body = _user_common(user, created_ms)
     email = _email_address(user, created_ms)
     email["verification"] = {**email["verification"], "object": "verification_admin"}

@@ -272,6 +272,6 @@ class EmulatorServer:
     def jwks(self) -> dict[str, Any]:
         return self.instance.keys.jwks()
 
-    def rotate_keys(self, new_key: rsa.RSAPrivateKey | None = None) -> str:
+    def rotate_keys(self) -> str:
         """Make a new key the signer (old one stays published for the grace period); returns its kid."""
-        return self.instance.keys.rotate(new_key).kid
+        return self.instance.keys.rotate().kid

@@ -34,13 +34,6 @@ class SigningKey:
         jwk: dict[str, Any] = RSAAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
         return {"use": "sig", "kty": "RSA", "kid": self.kid, "alg": "RS256", "n": jwk["n"], "e": jwk["e"]}
 
-    def public_pem(self) -> str:
-        return (
-            self.private_key.public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            .decode()
-        )
-
 
 def generate_private_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -75,9 +68,9 @@ class KeyRing:
         with self._lock:
             return self._current
 
-    def rotate(self, new_key: rsa.RSAPrivateKey | None = None) -> SigningKey:
+    def rotate(self) -> SigningKey:
         """Make a new key the signer; the previous one stays in the JWKS for the grace period."""
-        fresh = SigningKey(self._ids.new("ins", 12), new_key or generate_private_key())
+        fresh = SigningKey(self._ids.new("ins", 12), generate_private_key())
         with self._lock:
             self._retired.insert(0, (self._current, self._clock()))
             self._current = fresh

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from gateway.emulator.errors import ClerkAPIError, param_invalid, param_missing
+from gateway.emulator.errors import param_invalid, param_missing
 
 
-def absolute_http_url(value: str | None, name: str, *, status_if_missing: int = 400) -> str:
-    """The value if it is an absolute http(s) URL with a host; a Clerk 4xx error otherwise."""
+def absolute_http_url(value: str | None, name: str) -> str:
+    """The value if it is an absolute http(s) URL with a host; a Clerk 400 error otherwise."""
     if value is None or value == "":
-        raise param_missing(name, status_if_missing)
+        raise param_missing(name, 400)
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
@@ -37,8 +37,3 @@ def with_query_param(url: str, name: str, value: str) -> str:
     pair = f"{quote(name, safe='')}={quote(value, safe='')}"
     query = f"{parts.query}&{pair}" if parts.query else pair
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
-
-
-def ensure(condition: bool, error: ClerkAPIError) -> None:
-    if not condition:
-        raise error

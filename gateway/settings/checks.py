@@ -1,0 +1,71 @@
+"""Checks that involve more than one setting, in the order of Clerk's own assertions.
+
+Why a module of its own: each setting's parser sees only its own value; whether the combination is
+usable (a key to verify tokens with, a satellite's sign-in URL and domain) is decided here, after
+every value is parsed, with the same wording as Clerk's SDK where it has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+from gateway.clerk.errors import ConfigurationError
+from gateway.clerk.keys import is_development_secret_key, parse_publishable_key
+from gateway.settings.clerk import ClerkSettings
+from gateway.settings.edge import GatewaySettings
+
+MISSING_SECRET_KEY = "Missing Clerk Secret Key. Go to https://dashboard.clerk.com and get your key for your instance."
+
+
+def clerk_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[str]) -> Iterator[str]:
+    """Cross-setting checks, in the order of Clerk's own assertions (PROTOCOL.md §1.1, §1.3)."""
+    if clerk.publishable_key is None and "CLERK_PUBLISHABLE_KEY" not in failed:
+        try:
+            parse_publishable_key(None)
+        except ConfigurationError as error:
+            yield str(error)
+    if clerk.jwt_key and clerk.jwt_key_file:
+        yield "CLERK_JWT_KEY_FILE: set either CLERK_JWT_KEY or CLERK_JWT_KEY_FILE, not both"
+    if not clerk.secret_key and clerk.verification_key is None and not failed & {"CLERK_JWT_KEY", "CLERK_JWT_KEY_FILE"}:
+        yield f"CLERK_SECRET_KEY: {MISSING_SECRET_KEY} (Or set CLERK_JWT_KEY to verify tokens without the network.)"
+    if clerk.is_satellite:
+        yield from _satellite_problems(clerk, gateway, failed)
+
+
+def _satellite_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[str]) -> Iterator[str]:
+    """PROTOCOL.md §1.3 (2a)-(2c), checked at start; (b) against `GATEWAY_PUBLIC_ORIGIN` when it is set."""
+    if clerk.sign_in_url is None and "CLERK_SIGN_IN_URL" not in failed:
+        if _is_development(clerk):
+            yield "CLERK_SIGN_IN_URL: Missing signInUrl. Pass a signInUrl for dev instances if an app is satellite"
+        else:
+            yield (
+                "CLERK_SIGN_IN_URL: Missing signInUrl. A production satellite sends signed-out visitors to "
+                "the sign-in page of its primary domain; set it as an absolute URL"
+            )
+    elif clerk.sign_in_url is not None:
+        if clerk.sign_in_url.startswith("/"):
+            yield "CLERK_SIGN_IN_URL: The signInUrl needs to have a absolute url format."
+        elif gateway.public_origin and _origin_of(clerk.sign_in_url) == _origin_of(gateway.public_origin):
+            yield (
+                "CLERK_SIGN_IN_URL: The signInUrl needs to be on a different origin than your satellite "
+                "application (GATEWAY_PUBLIC_ORIGIN)."
+            )
+    if not clerk.domain and not clerk.proxy_url and not failed & {"CLERK_DOMAIN", "CLERK_PROXY_URL"}:
+        yield (
+            "CLERK_DOMAIN: Missing domain and proxyUrl. A satellite application needs to specify a domain "
+            "(CLERK_DOMAIN) or a proxyUrl (CLERK_PROXY_URL)"
+        )
+
+
+def _is_development(clerk: ClerkSettings) -> bool:
+    """Clerk decides by the secret key's prefix; without one, by the publishable key's instance type."""
+    if clerk.secret_key:
+        return is_development_secret_key(clerk.secret_key.value)
+    return clerk.publishable_key is not None and not clerk.publishable_key.is_production
+
+
+def _origin_of(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or ""), parts.port or default_port

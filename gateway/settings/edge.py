@@ -1,0 +1,138 @@
+"""`[gateway]`: how the edge listens, proxies, decides per route and talks to the app.
+
+Why a module of its own: these settings are the gateway's own (`GATEWAY_*`), read by the edge and
+never by the Clerk core.
+"""
+
+# ruff: noqa: RUF009 - `setting(...)` only wraps `dataclasses.field`; the defaults are immutable.
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from gateway.settings.keys import parse_private_key_file
+from gateway.settings.parsing import (
+    integer,
+    list_of,
+    parse_allowed_host,
+    parse_boolean,
+    parse_frontend_api_path,
+    parse_http_url,
+    parse_listen_address,
+    parse_mode,
+    parse_network,
+    parse_origin,
+    parse_path_case,
+    parse_path_pattern,
+    seconds,
+)
+from gateway.settings.routes import parse_identity_headers, parse_routes
+from gateway.settings.table import setting
+from gateway.settings.values import IdentityHeaders, IPNetwork, ListenAddress, Mode, PathCase, PemKey, RouteRule
+
+DEFAULT_FRONTEND_API_PATH: str | None = "/__clerk"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """`[gateway]`: how the edge listens, proxies, decides per route and talks to the app."""
+
+    upstream: str | None = setting(
+        None, parse_http_url, env="GATEWAY_UPSTREAM",
+        help="http(s) URL of the app to proxy to; required by `gateway serve`.",
+    )  # fmt: skip
+    public_origin: str | None = setting(
+        None, parse_origin, env="GATEWAY_PUBLIC_ORIGIN",
+        help="The origin browsers use for this gateway, e.g. `https://app.example.com`.",
+    )  # fmt: skip
+    listen: ListenAddress = setting(
+        ListenAddress("127.0.0.1", 8080), parse_listen_address, env="GATEWAY_LISTEN",
+        help="`HOST:PORT` to listen on.", default_text="127.0.0.1:8080",
+    )  # fmt: skip
+    workers: int = setting(1, integer(1), env="GATEWAY_WORKERS", help="Worker processes.")
+    mode: Mode = setting(
+        "protect", parse_mode, env="GATEWAY_MODE",
+        help="`protect` enforces sign-in and route rules; `annotate` lets every request through with status headers.",
+    )  # fmt: skip
+    public_paths: tuple[str, ...] = setting(
+        (), list_of(parse_path_pattern), env="GATEWAY_PUBLIC_PATHS",
+        help="Path patterns that need no sign-in (comma-separated); empty = everything is protected.",
+    )  # fmt: skip
+    routes: tuple[RouteRule, ...] = setting(
+        (), parse_routes, env="GATEWAY_ROUTES",
+        help="Route rules: `[[gateway.routes]]` with `path`, `access` (`public`/`signed-in`), optional "
+        "`org_role`, `org_permission`, `require_org`, `api` (JSON array in the environment).",
+    )  # fmt: skip
+    path_case: PathCase = setting(
+        "strict", parse_path_case, env="GATEWAY_PATH_CASE",
+        help="How route patterns treat letter case: `strict` (a path must pass both case-sensitive and "
+        "case-insensitive matching: safe whatever the app does), `sensitive`, or `insensitive`.",
+    )  # fmt: skip
+    api_paths: tuple[str, ...] = setting(
+        (), list_of(parse_path_pattern), env="GATEWAY_API_PATHS",
+        help="Path patterns answered with 401 JSON instead of a sign-in redirect.",
+    )  # fmt: skip
+    trusted_proxies: tuple[IPNetwork, ...] = setting(
+        (), list_of(parse_network), env="GATEWAY_TRUSTED_PROXIES",
+        help="IPs/CIDRs whose `X-Forwarded-*` headers are believed; empty = none.",
+    )  # fmt: skip
+    preserve_host: bool = setting(
+        True, parse_boolean, env="GATEWAY_PRESERVE_HOST", help="Send the client's `Host` to the app."
+    )
+    frontend_api_path: str | None = setting(
+        DEFAULT_FRONTEND_API_PATH, parse_frontend_api_path, env="GATEWAY_FRONTEND_API_PATH", empty_is_unset=False,
+        help="Path the Frontend API is proxied under; empty disables the proxy.",
+    )  # fmt: skip
+    connect_timeout: float = setting(
+        5.0, seconds(), env="GATEWAY_CONNECT_TIMEOUT", help="Seconds to connect to the app or Clerk."
+    )
+    read_timeout: float = setting(
+        60.0, seconds(), env="GATEWAY_READ_TIMEOUT", help="Seconds to wait for the app or Clerk to answer."
+    )
+    jwks_cache_ttl: float = setting(
+        300.0, seconds(), env="GATEWAY_JWKS_CACHE_TTL", help="Seconds a fetched JWKS is reused."
+    )
+    jwks_min_refetch_interval: float = setting(
+        5.0, seconds(allow_zero=True), env="GATEWAY_JWKS_MIN_REFETCH_INTERVAL",
+        help="Unknown key ids refetch the JWKS at most this often (seconds).",
+    )  # fmt: skip
+    token_cache_size: int = setting(
+        10000, integer(1), env="GATEWAY_TOKEN_CACHE_SIZE",
+        help="Verified tokens, and remembered signed-in sessions, kept in memory (each).",
+    )  # fmt: skip
+    identity_headers: IdentityHeaders = setting(
+        IdentityHeaders(), parse_identity_headers, env="GATEWAY_IDENTITY_HEADERS",
+        help="Header names for `status, reason, user_id, session_id, org_id, org_role, org_slug, "
+        "org_permissions` (a table; JSON in the environment).",
+        default_text="`X-Clerk-Auth-Status`, `X-Clerk-Auth-Reason`, `X-Clerk-User-Id`, …",
+    )  # fmt: skip
+    allowed_hosts: tuple[str, ...] = setting(
+        (), list_of(parse_allowed_host), env="GATEWAY_ALLOWED_HOSTS",
+        help="`Host` values accepted; empty = any.",
+    )  # fmt: skip
+    allowed_redirect_origins: tuple[str, ...] = setting(
+        (), list_of(parse_origin), env="GATEWAY_ALLOWED_REDIRECT_ORIGINS",
+        help="Extra origins allowed as redirect targets.",
+    )  # fmt: skip
+    max_header_bytes: int = setting(
+        16384, integer(1), env="GATEWAY_MAX_HEADER_BYTES", help="Largest request header block accepted."
+    )
+    max_url_length: int = setting(8192, integer(1), env="GATEWAY_MAX_URL_LENGTH", help="Longest URL accepted.")
+    max_cookies: int = setting(100, integer(1), env="GATEWAY_MAX_COOKIES", help="Most cookies accepted in a request.")
+    access_log: bool = setting(
+        True, parse_boolean, env="GATEWAY_ACCESS_LOG", help="One JSON line per request on the `gateway.access` logger."
+    )
+    shutdown_timeout: float = setting(
+        30.0, seconds(), env="GATEWAY_SHUTDOWN_TIMEOUT",
+        help="Seconds a shutdown waits for in-flight requests before closing the connections to the app.",
+    )  # fmt: skip
+    refresh_any_method: bool = setting(
+        True, parse_boolean, env="GATEWAY_REFRESH_ANY_METHOD",
+        help="Refresh an expired session token on any method, not only GET, so pages without Clerk's browser "
+        "SDK keep working past the token lifetime (fetch/XHR POSTs); `false` keeps Clerk's GET-only rule.",
+    )  # fmt: skip
+    assertion_key: PemKey[PrivateKeyTypes] | None = setting(
+        None, parse_private_key_file, env="GATEWAY_ASSERTION_KEY",
+        help="Path of a PEM private key; when set, a signed identity assertion is sent to the app.",
+    )  # fmt: skip

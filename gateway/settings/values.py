@@ -1,0 +1,95 @@
+"""The typed values settings hold, beyond plain strings and numbers.
+
+Why a module of its own: the edge and the policy import these types (`RouteRule`, `IdentityHeaders`,
+`Secret`) without needing the parsers or the loader.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, fields
+from typing import Generic, Literal, TypeVar
+
+KeyT = TypeVar("KeyT")
+
+Mode = Literal["protect", "annotate"]
+PathCase = Literal["strict", "sensitive", "insensitive"]
+Access = Literal["public", "signed-in"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MODES: tuple[Mode, ...] = ("protect", "annotate")
+PATH_CASES: tuple[PathCase, ...] = ("strict", "sensitive", "insensitive")
+ACCESS_LEVELS: tuple[Access, ...] = ("public", "signed-in")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Secret:
+    """A secret string whose `repr` and `str` never show it (`sk_test_…abcd`)."""
+
+    value: str
+
+    @property
+    def masked(self) -> str:
+        return mask_secret(self.value)
+
+    def __repr__(self) -> str:
+        return f"Secret({self.masked!r})"
+
+    def __str__(self) -> str:
+        return self.masked
+
+
+@dataclass(frozen=True, slots=True)
+class PemKey(Generic[KeyT]):
+    """A key loaded at start, with where it came from (an environment variable name or a file path)."""
+
+    source: str
+    key: KeyT = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    """Access rule for the paths matching `path` (a glob-ish pattern such as `/admin/*`)."""
+
+    path: str
+    access: Access = "signed-in"
+    org_role: str | None = None
+    org_permission: str | None = None
+    require_org: bool = False
+    api: bool = False  # answer 401 JSON instead of redirecting to sign-in
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityHeaders:
+    """Names of the headers that carry the identity to the app (ARCHITECTURE.md, "To the app")."""
+
+    status: str = "X-Clerk-Auth-Status"
+    reason: str = "X-Clerk-Auth-Reason"
+    user_id: str = "X-Clerk-User-Id"
+    session_id: str = "X-Clerk-Session-Id"
+    org_id: str = "X-Clerk-Org-Id"
+    org_role: str = "X-Clerk-Org-Role"
+    org_slug: str = "X-Clerk-Org-Slug"
+    org_permissions: str = "X-Clerk-Org-Permissions"
+
+    def names(self) -> tuple[str, ...]:
+        """Every header name, e.g. to strip client-sent spoofs before proxying."""
+        return tuple(getattr(self, item.name) for item in fields(self))
+
+
+def mask_secret(secret: str) -> str:
+    """Keep the prefix that tells the instance type and the last 4 characters, when long enough."""
+    prefix = next((p for p in ("sk_test_", "sk_live_", "test_", "live_") if secret.startswith(p)), "")
+    rest = secret[len(prefix) :]
+    tail = rest[-4:] if len(rest) >= 16 else ""
+    return f"{prefix}…{tail}"
