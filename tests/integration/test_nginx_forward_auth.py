@@ -12,12 +12,15 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.emulator.server import EmulatorServer
+from tests.integration import forward_auth_cases as cases
 from tests.integration.conftest import RunningGateway, gateway_settings
 from tests.integration.test_gateway_flows import echoed, sign_in
 from tests.support.browser import Browser
+from tests.support.forward_auth import Front
 from tests.support.upstream import EchoUpstream
 
 RECIPE = Path(__file__).resolve().parents[2] / "config" / "nginx.forward-auth.conf"
@@ -73,3 +76,32 @@ async def test_sign_in_through_nginx_auth_request_reaches_the_app_with_identity(
         anonymous = new_browser(front)
         refused = await anonymous.fetch("GET", f"{front.origin}/api/items")
         assert refused.status_code == 401
+
+
+@pytest.fixture
+async def nginx_front(
+    dev_clerk: EmulatorServer, upstream: EchoUpstream, run_gateway: Callable[..., Any], tmp_path: Path
+) -> AsyncIterator[Front]:
+    gateway = await run_gateway(gateway_settings(dev_clerk, upstream.url), "app.test:8080")
+    app, gateway_address = upstream.url.removeprefix("http://"), gateway.url.removeprefix("http://")
+    async with running_nginx(tmp_path, app, gateway_address) as url:
+        yield Front(url, "app.test:8080")
+
+
+async def test_signed_out_public_path_carries_no_identity_through_nginx(
+    http_client: httpx.AsyncClient, nginx_front: Front
+) -> None:
+    await cases.signed_out_visitor_to_a_public_path_carries_no_identity(http_client, nginx_front)
+
+
+async def test_client_sent_identity_headers_never_reach_the_app_through_nginx(
+    http_client: httpx.AsyncClient, nginx_front: Front
+) -> None:
+    await cases.client_sent_identity_never_reaches_the_app(http_client, nginx_front)
+
+
+@pytest.mark.parametrize("spoof", cases.ORIGINAL_REQUEST_SPOOFS.values(), ids=cases.ORIGINAL_REQUEST_SPOOFS.keys())
+async def test_client_cannot_choose_the_judged_request_through_nginx(
+    http_client: httpx.AsyncClient, nginx_front: Front, spoof: dict[str, str]
+) -> None:
+    await cases.client_cannot_choose_the_request_that_is_judged(http_client, nginx_front, spoof)

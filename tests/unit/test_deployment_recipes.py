@@ -48,6 +48,26 @@ def test_forward_auth_recipes_point_at_the_auth_endpoint() -> None:
     assert "auth_request /__gateway/auth;" in nginx and "X-Original-URL" in nginx
 
 
+def test_forward_auth_recipes_never_let_a_client_choose_the_request_or_the_identity() -> None:
+    """Checked for real in tests/integration/test_{nginx,caddy,traefik}_forward_auth.py; here, as text."""
+    traefik = yaml.safe_load((CONFIG / "traefik.forward-auth.yml").read_text())["http"]
+    auth = traefik["middlewares"]["clerk-auth"]["forwardAuth"]
+    assert auth["trustForwardHeader"] is False
+    assert auth["authResponseHeadersRegex"] == "^X-Clerk-"
+    stripped = traefik["middlewares"]["clerk-strip"]["headers"]["customRequestHeaders"]
+    assert stripped == {"X-Original-URL": "", "X-Original-Method": ""}
+    assert traefik["routers"]["app"]["middlewares"] == ["clerk-strip", "clerk-auth"]
+    caddy = (CONFIG / "Caddyfile.forward-auth").read_text()
+    assert caddy.index("request_header -X-Clerk-*") < caddy.index("forward_auth 127.0.0.1:9000 {")
+    assert caddy.index("request_header -X-Original-URL") < caddy.index("forward_auth 127.0.0.1:9000 {")
+    assert "@unset_user header_regexp X-Clerk-User-Id ^[{]http[.]reverse_proxy[.]header[.]" in caddy
+    nginx = (CONFIG / "nginx.forward-auth.conf").read_text()
+    auth_location = nginx[nginx.index("location = /__gateway/auth") : nginx.index("location /__clerk/")]
+    for line in ("X-Forwarded-Uri $request_uri;", "X-Forwarded-Method $request_method;",
+                 "X-Forwarded-Host $http_host;", "X-Forwarded-Proto $scheme;"):  # fmt: skip
+        assert f"proxy_set_header {line}" in auth_location, line
+
+
 def test_nginx_recipe_is_accepted_by_nginx(tmp_path: Path) -> None:
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if nginx is None:
