@@ -11,8 +11,8 @@ When both spellings are present they must describe the same request (path, query
 the answer is 400: a client can add either header, and each proxy replaces only its own, so a
 disagreement means one of them came from the client.
 
-Answers: allowed, 200 with the identity headers (every identity header is always present, empty
-when it has no value, so a proxy that copies headers never invents one); a redirect, 307 with
+Answers: allowed, 200 with the identity headers that have a value (an absent one stays absent: the
+shipped recipes make sure the proxy does not fill it in, see `config/`); a redirect, 307 with
 `Location` for Traefik and Caddy, and for nginx (which cannot pass a 3xx through `auth_request`)
 401 with the `Location` its `error_page` uses; refusals keep their status, except that nginx only
 understands 401 and 403, so its other 4xx answers become 403.
@@ -133,8 +133,9 @@ def _conflict() -> Deny:
 def render(outcome: Outcome, runtime: EdgeRuntime, *, nginx: bool) -> ASGIResponse:
     """An outcome in the format the proxies understand (see the module docstring)."""
     if isinstance(outcome, Proceed):
-        present = runtime.identity.headers_for(outcome.state)
-        return _answer(200, None, [*runtime.identity.every_header(present), *outcome.response_headers])
+        identity = runtime.identity.headers_for(outcome.state)
+        named = {name for name, _ in identity}  # the decision's own status headers would come twice
+        return _answer(200, None, [*identity, *((n, v) for n, v in outcome.response_headers if n not in named)])
     if isinstance(outcome, Redirect):
         return _answer(401 if nginx else 307, None, [(b"location", outcome.location.encode()), *outcome.headers])
     status = outcome.status

@@ -127,13 +127,6 @@ class IdentityHeaderWriter:
             return list(cached)
         return self._build(state)
 
-    def every_header(self, present: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """`present` plus every other identity header with an empty value: for forward-auth, where a proxy
-        that copies named headers from the answer must never fill an absent one in by itself."""
-        given = {name for name, _ in present}
-        names = [*self._names.values(), *([ASSERTION_HEADER.lower().encode()] if self._asserter else [])]
-        return [*present, *((name, b"") for name in names if name not in given)]
-
     def _build(self, state: AuthState) -> list[tuple[bytes, bytes]]:
         names = self._names
         claims = state.claims if state.is_signed_in else None

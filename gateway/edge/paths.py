@@ -62,7 +62,13 @@ def canonical_path(raw_path: bytes) -> CanonicalPath:
 
 @lru_cache(maxsize=4096)
 def _canonical(raw: bytes) -> CanonicalPath:
-    if _PLAIN.fullmatch(raw) is not None and b"/." not in raw and b"//" not in raw and not raw.endswith(b"."):
+    if (
+        _PLAIN.fullmatch(raw) is not None
+        and b"/." not in raw  # no dot segment
+        and b"./" not in raw  # no segment ending in a dot (Windows drops it)
+        and b"//" not in raw  # nothing to merge
+        and not raw.endswith(b".")
+    ):
         text = raw.decode("ascii")
         return CanonicalPath(raw, text, (text,))
     if not raw.startswith(b"/"):

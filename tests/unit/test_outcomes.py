@@ -1,0 +1,180 @@
+"""The one table from (decision, policy verdict) to an answer, row by row, and the decision's inputs.
+
+Every entrance renders these outcomes; none decides again. The last test holds the memo key to the
+decision: running the protocol table with a header mapping that records every read, the decision
+reads no header that `decision_inputs.DECISION_HEADERS` (and so the memo key) leaves out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gateway.clerk.claims import SessionClaims
+from gateway.clerk.decide import AuthState
+from gateway.clerk.decision_inputs import DECISION_HEADERS, decision_key
+from gateway.edge.outcomes import Deny, Proceed, Redirect, outcome_for
+from gateway.edge.policy import Decision
+from gateway.settings import RouteRule
+from tests.unit.test_decision_table import ROWS, Row
+
+CLAIMS = SessionClaims("user_1", "sess_1", "active", None, None, None, (), None, None, None)
+SIGNED_IN = AuthState("signed-in", token="t", claims=CLAIMS, headers=(("x-clerk-auth-status", "signed-in"),))
+SIGNED_OUT = AuthState("signed-out", "session-token-and-uat-missing", headers=(("x-clerk-auth-reason", "r"),))
+HANDSHAKE = AuthState("handshake", "dev-browser-missing", headers=(("location", "https://fapi/hs"), ("x-a", "1")))
+RULE = RouteRule("/*")
+
+
+def decide(state: AuthState, verdict: str | None, *, is_api: bool = False, **options: Any) -> Any:
+    decision = Decision(verdict, RULE, is_api) if verdict else None  # type: ignore[arg-type]
+    arguments = {"navigation": True, "redirectable": True, "keys_available": True, "carries_token": False, **options}
+    return outcome_for(state, decision, sign_in_location=lambda: "https://accounts/sign-in", **arguments)
+
+
+@pytest.mark.parametrize(
+    ("name", "state", "verdict", "options", "row", "status"),
+    [
+        ("a handshake redirects whatever the route", HANDSHAKE, None, {}, "clerk-redirect", 307),
+        ("an allowed request proceeds", SIGNED_IN, "allow", {}, "allowed", 200),
+        ("a public path lets a signed-out visitor in", SIGNED_OUT, "allow", {}, "allowed", 200),
+        ("a signed-in user without the role is forbidden", SIGNED_IN, "forbidden", {}, "forbidden", 403),
+        (
+            "no keys and a token sent: try again",
+            SIGNED_OUT,
+            "sign-in",
+            {"keys_available": False, "carries_token": True},
+            "keys-unavailable",
+            503,
+        ),  # fmt: skip
+        ("no keys, no token: sign in", SIGNED_OUT, "sign-in", {"keys_available": False}, "sign-in-redirect", 307),
+        ("a page navigation goes to sign-in", SIGNED_OUT, "sign-in", {}, "sign-in-redirect", 307),
+        ("an API call gets 401", SIGNED_OUT, "sign-in", {"is_api": True}, "unauthenticated", 401),
+        (
+            "a form POST gets 401, not a redirect that re-posts",
+            SIGNED_OUT,
+            "sign-in",
+            {"redirectable": False},
+            "unauthenticated",
+            401,
+        ),  # fmt: skip
+    ],
+)
+def test_outcome_table(name: str, state: AuthState, verdict: str | None, options: dict[str, Any], row: str,
+                       status: int) -> None:  # fmt: skip
+    outcome = decide(state, verdict, **options)
+    assert outcome.row == row, name
+    assert (200 if isinstance(outcome, Proceed) else outcome.status) == status, name
+
+
+def test_a_clerk_redirect_keeps_the_decisions_headers_but_its_location() -> None:
+    outcome = decide(HANDSHAKE, None)
+    assert isinstance(outcome, Redirect)
+    assert outcome.location == "https://fapi/hs" and outcome.headers == [(b"x-a", b"1")]
+
+
+def test_an_allowed_request_carries_the_decisions_headers_to_the_apps_answer() -> None:
+    outcome = decide(SIGNED_IN, "allow")
+    assert isinstance(outcome, Proceed) and outcome.response_headers == [(b"x-clerk-auth-status", b"signed-in")]
+
+
+def test_a_refusal_says_clerks_reason_and_a_page_only_for_navigations() -> None:
+    api = decide(SIGNED_OUT, "sign-in", is_api=True)
+    assert isinstance(api, Deny) and api.extra == {"reason": "session-token-and-uat-missing"} and not api.page
+    page = decide(SIGNED_OUT, "sign-in", redirectable=False)
+    assert isinstance(page, Deny) and page.page
+    forbidden = decide(SIGNED_IN, "forbidden", navigation=False)
+    assert isinstance(forbidden, Deny) and not forbidden.page
+
+
+def test_the_sign_in_redirect_is_never_cached() -> None:
+    outcome = decide(SIGNED_OUT, "sign-in")
+    assert isinstance(outcome, Redirect) and (b"cache-control", b"no-store") in outcome.headers
+
+
+# ------------------------------------------------------------------------------------ the decision's inputs
+
+
+class RecordingHeaders(dict[str, str]):
+    """A header mapping that remembers every name the decision looks up."""
+
+    read: set[str]
+    read_all: bool
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.read = set()
+        self.read_all = False
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+    def items(self) -> Any:  # a refresh forwards them all to the Backend API
+        self.read_all = True
+        return super().items()
+
+    def __iter__(self) -> Iterator[str]:
+        self.read_all = True
+        return super().__iter__()
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.number for row in ROWS])
+def test_the_decision_reads_no_header_its_memo_key_leaves_out(row: Row, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.clerk import decide as decide_module
+    from tests.support.clerk import options, run
+
+    recorded: list[RecordingHeaders] = []
+    original = decide_module._build_context
+
+    def recording(request: Any, *args: Any, **kwargs: Any) -> Any:
+        headers = RecordingHeaders(request.headers)
+        recorded.append(headers)
+        return original(dataclasses.replace(request, headers=headers), *args, **kwargs)
+
+    monkeypatch.setattr(decide_module, "_build_context", recording)
+    state = run(row.request(), options(row.pk, **row.opts), now=row.now, backend=row.backend())
+    assert recorded, "the decision builds its context from the request"
+    assert set().union(*(headers.read for headers in recorded)) <= set(DECISION_HEADERS)
+    if any(headers.read_all for headers in recorded):  # only an outcome the memo never keeps may read them all
+        assert state.status != "signed-in" or state.headers
+
+
+@pytest.mark.parametrize(
+    ("name", "headers", "query"),
+    [
+        ("no token at all", {"host": "a"}, ""),
+        ("a handshake to resolve", {"host": "a", "cookie": "__session=x; __clerk_handshake=y"}, ""),
+        ("a __clerk parameter", {"host": "a", "cookie": "__session=x"}, "__clerk_db_jwt=1"),
+        ("an escape that could spell one", {"host": "a", "cookie": "__session=x"}, "%5F_clerk_synced=1"),
+    ],
+)
+def test_requests_decided_afresh_have_no_memo_key(name: str, headers: dict[str, str], query: str) -> None:
+    assert decision_key("GET", "http", "h:80", headers, "/", query, by_path=False) is None, name
+
+
+def test_every_input_changes_the_memo_key() -> None:
+    base = {name: "v" for name in DECISION_HEADERS} | {"cookie": "__session=x"}
+    keys = {decision_key("GET", "http", "h:80", base, "/p", "", by_path=True)}
+    for name in DECISION_HEADERS:
+        keys.add(decision_key("GET", "http", "h:80", {**base, name: "other"}, "/p", "", by_path=True))
+        keys.add(decision_key("GET", "http", "h:80", {k: v for k, v in base.items() if k != name} | {
+            "cookie": "__session=x"}, "/p", "", by_path=True) if name != "cookie" else None)  # fmt: skip
+    keys |= {
+        decision_key("POST", "http", "h:80", base, "/p", "", by_path=True),
+        decision_key("GET", "https", "h:80", base, "/p", "", by_path=True),
+        decision_key("GET", "http", "other:80", base, "/p", "", by_path=True),
+        decision_key("GET", "http", "h:80", base, "/q", "", by_path=True),
+    }
+    keys.discard(None)
+    assert len(keys) == 1 + len(DECISION_HEADERS) + (len(DECISION_HEADERS) - 1) + 4
