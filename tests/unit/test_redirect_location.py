@@ -176,7 +176,7 @@ def test_origin_and_referer_sources(source: str, allowed: bool) -> None:
 FRAGMENTS = [
     "/", "\\", "%09", "%2f", "%2e", "%40", "\t", "\n", "\r", "//", "evil.example", "partner.example",
     "app.test", ":8000", "@", ":", ".", "..", " ", "\x00", "\x1f", "\x7f", "http", "https", "HTTPS",
-    "javascript", "?", "#", "0x7f", "[", "]", "\u00e9", "\uff0e",
+    "javascript", "?", "#", "0x7f", "[", "]", "\u00e9", "\uff0e", "https://partner.example", "http://app.test:8000",
 ]  # fmt: skip
 targets = st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=10).map("".join)
 
