@@ -94,3 +94,14 @@ def set_cookie_value(directive: str) -> str:
     """The value of a Set-Cookie string as Clerk's SDK reads it: after the first `=`, up to `;` or `=`."""
     _, _, rest = directive.partition("=")
     return re.split(r"[;=]", rest, maxsplit=1)[0]
+
+
+def signed_out_cookies(suffix: str, secure: bool) -> list[str]:
+    """Clerk's cookies as a signed-out browser has them: no session, `__client_uat=0` (both families)."""
+    attributes = "Path=/; SameSite=Lax" + ("; Secure" if secure else "")
+    cookies = []
+    for name in ("__session", f"__session_{suffix}", f"__refresh_{suffix}"):
+        cookies.append(f"{name}=; Max-Age=0; {attributes}")
+    for name in ("__client_uat", f"__client_uat_{suffix}"):
+        cookies.append(f"{name}=0; Max-Age=315360000; {attributes}")
+    return cookies

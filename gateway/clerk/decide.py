@@ -34,7 +34,7 @@ from gateway.clerk.handshake import frontend_api_hostname, handshake_url
 from gateway.clerk.jwk import KeySet
 from gateway.clerk.options import ClerkOptions
 from gateway.clerk.organizations import OrganizationTarget, organization_target
-from gateway.clerk.redirects import is_allowed_redirect
+from gateway.clerk.redirects import redirect_location
 from gateway.clerk.request import RequestView
 from gateway.clerk.tokens import (
     TIME_REASONS,
@@ -525,10 +525,14 @@ def _satellite_sync_url(context: _Context) -> str:
 def _primary_sync_answer(context: _Context, redirect_back: str) -> str:
     """Row D5: send the browser back with our dev-browser token and `__clerk_synced=true`."""
     allowed = context.options.allowed_redirect_origins
-    if allowed is not None and not is_allowed_redirect(redirect_back, context.request.clerk_origin, allowed):
-        raise BadRequestError("__clerk_redirect_url is not an origin of this application.")
+    url = redirect_back
+    if allowed is not None:
+        # Absolute only, as Clerk's `new URL(redirectUrl)`; what we send is the URL as parsed.
+        followed = redirect_location(redirect_back, context.request.clerk_origin, allowed, relative=False)
+        if followed is None:
+            raise BadRequestError("__clerk_redirect_url is not an origin of this application.")
+        url = followed
     try:
-        url = redirect_back
         if context.dev_browser:
             url = append_param(url, "__clerk_db_jwt", context.dev_browser)
         return edit_query(url, edit=(("__clerk_synced", "true"),))

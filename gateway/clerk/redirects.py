@@ -2,16 +2,18 @@
 
 `sign_in_url` mirrors Clerk's `redirectToSignIn`: the configured sign-in URL (or the instance's
 Account Portal) with `redirect_url` back to the page, plus the dev-browser token when a development
-instance sends the browser to another origin. `is_allowed_redirect` keeps every redirect we build
-from user input on our own origins (no open redirect).
+instance sends the browser to another origin. `redirect_location` keeps every redirect we build
+from client input on our own origins (no open redirect) and is the only way to turn such input into
+a `Location`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from gateway.clerk.options import ClerkOptions
-from gateway.clerk.urls import InvalidUrl, append_param, origin_of
+from gateway.clerk.urls import InvalidUrl, append_param, origin_of, parse_web_url, web_origin
 
 
 def account_portal_sign_in_url(options: ClerkOptions) -> str:
@@ -34,12 +36,45 @@ def sign_in_url(options: ClerkOptions, clerk_url: str, request_origin: str, dev_
     return url
 
 
-def is_allowed_redirect(target: str, request_origin: str, allowed_origins: Iterable[str]) -> bool:
-    """A relative path on this origin, or an absolute URL on this or an allowed origin."""
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return True
+def redirect_location(
+    target: str, request_origin: str, allowed_origins: Iterable[str], *, relative: bool = True
+) -> str | None:
+    """The `Location` to send for a client-chosen `target`, or None when it leaves our origins.
+
+    The one gate for redirects built from client input. `target` is read as a browser reads it
+    (`parse_web_url`: WHATWG parsing against `request_origin`, so `/\tevil`, `/\\evil`, `https:evil`
+    and `//evil` are seen for what they are) BEFORE the origin is compared, and what comes back is
+    the serialised parsed URL: always absolute, so a browser cannot read it differently. Never send
+    `target` itself. `relative=False` wants an absolute URL, as `new URL(target)` does (row D5).
+    """
     try:
-        origin = origin_of(target)
+        location = parse_web_url(target, request_origin if relative else None)
     except InvalidUrl:
-        return False
-    return origin is not None and (origin == request_origin or origin in set(allowed_origins))
+        return None
+    origin = web_origin(location)
+    if origin == _origin(request_origin) or origin in _origins(tuple(allowed_origins)):
+        return location
+    return None
+
+
+def is_allowed_redirect(target: str, request_origin: str, allowed_origins: Iterable[str]) -> bool:
+    """Whether `redirect_location` would follow `target`; send its result, not `target`."""
+    return redirect_location(target, request_origin, allowed_origins) is not None
+
+
+def is_allowed_source(source: str, request_origin: str, allowed_origins: Iterable[str]) -> bool:
+    """An `Origin` or `Referer` naming this or an allowed origin (`null` and relative text never do)."""
+    return redirect_location(source, request_origin, allowed_origins, relative=False) is not None
+
+
+@lru_cache(maxsize=64)
+def _origin(origin: str) -> str | None:
+    try:
+        return web_origin(parse_web_url(origin))
+    except InvalidUrl:
+        return None
+
+
+@lru_cache(maxsize=64)
+def _origins(origins: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(filter(None, map(_origin, origins)))

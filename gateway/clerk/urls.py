@@ -7,6 +7,7 @@ Clerk's URLs are compared byte for byte by the Frontend API and by tests, so ser
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -191,3 +192,182 @@ def _set_param(pairs: list[tuple[str, str]], name: str, value: str) -> list[tupl
     if not placed:
         result.append((name, value))
     return result
+
+
+# ---------------------------------------------------------------------------------------------- #
+# Browser-faithful parsing of http(s) URLs that come from clients (redirect targets, `Origin`)
+
+_C0_CONTROL_OR_SPACE = "".join(chr(code) for code in range(0x21))
+_TAB_OR_NEWLINE = str.maketrans("", "", "\t\n\r")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+_HOST_LABELS = re.compile(r"[a-z0-9_.\-]+")
+_SLASHES = "/\\"
+_FRAGMENT_SAFE = "!#$%&'()*+,-./:;=?@[\\]^_{|}~"
+
+
+def parse_web_url(text: str, base: str | None = None) -> str:
+    """The http(s) URL a browser derives from `text` (resolved against `base`), serialised.
+
+    Follows the WHATWG URL parser for special schemes: leading/trailing C0 control or space
+    stripped, TAB/LF/CR removed anywhere, `\\` read as `/`, any number of slashes after a scheme or
+    before a scheme-relative host, `https:host` without slashes, percent-encoded and upper-case
+    hosts, IPv4 numbers in any radix or count of parts (`0x7f.1`, `2130706433`), IPv6 literals.
+
+    Deliberately narrower than a browser (InvalidUrl instead of a guess): only `http` and `https`,
+    no userinfo (`https://good@evil`), no non-ASCII host (no IDNA), no control character left over.
+    The result is an absolute URL whose authority is plain `scheme://host[:port]`, so a browser
+    reading it back lands exactly where this function says.
+    """
+    cleaned = text.strip(_C0_CONTROL_OR_SPACE).translate(_TAB_OR_NEWLINE)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in cleaned):
+        raise InvalidUrl(f"control character in URL: {text!r}")
+    base_parts = _split_web_base(base) if base is not None else None
+    scheme_match = _SCHEME.match(cleaned)
+    rest = cleaned
+    scheme: str | None = None
+    if scheme_match and cleaned[scheme_match.end() : scheme_match.end() + 1] == ":":
+        scheme = scheme_match.group().lower()
+        rest = cleaned[scheme_match.end() + 1 :]
+        if scheme not in ("http", "https"):
+            raise InvalidUrl(f"not an http(s) URL: {text!r}")
+    if scheme is not None and (base_parts is None or scheme != base_parts[0] or rest[:2] in _TWO_SLASHES):
+        # "special authority ignore slashes": `https:evil`, `https:/\evil`, `http:////evil`
+        return _with_authority(scheme, rest.lstrip(_SLASHES), text)
+    if base_parts is None:
+        raise InvalidUrl(f"not an absolute URL: {text!r}")
+    base_scheme, base_authority = base_parts
+    if rest[:2] in _TWO_SLASHES:  # scheme-relative: `//evil`, `\\evil`, `/\evil`, `\/evil`
+        return _with_authority(base_scheme, rest.lstrip(_SLASHES), text)
+    if not rest or rest[0] in "?#":
+        rest = "/" + rest
+    elif rest[0] not in _SLASHES:
+        rest = "/" + rest  # path-relative against the base's path `/`
+    return _serialize_web_url(base_scheme, base_authority, rest)
+
+
+_TWO_SLASHES = frozenset(a + b for a in _SLASHES for b in _SLASHES)
+
+
+@lru_cache(maxsize=256)
+def _split_web_base(base: str) -> tuple[str, str]:
+    scheme, _, authority = parse_web_url(base).partition("://")
+    return scheme, authority.partition("/")[0]
+
+
+def web_origin(url: str) -> str:
+    """`scheme://host[:port]` of a URL returned by `parse_web_url`."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.partition('/')[0]}"
+
+
+def _with_authority(scheme: str, rest: str, text: str) -> str:
+    end = len(rest)
+    for index, ch in enumerate(rest):
+        if ch in "/\\?#":
+            end = index
+            break
+    authority, remainder = rest[:end], rest[end:]
+    if "@" in authority:
+        raise InvalidUrl(f"userinfo in URL: {text!r}")
+    return _serialize_web_url(scheme, _host_and_port(scheme, authority, text), remainder)
+
+
+def _host_and_port(scheme: str, authority: str, text: str) -> str:
+    if authority.startswith("["):
+        close = authority.find("]")
+        if close < 0:
+            raise InvalidUrl(f"unclosed IPv6 address in URL: {text!r}")
+        host = _ipv6_host(authority[1:close], text)
+        port_part = authority[close + 1 :]
+        if port_part and not port_part.startswith(":"):
+            raise InvalidUrl(f"invalid host in URL: {text!r}")
+        port = port_part[1:] if port_part else None
+    else:
+        raw_host, colon, port_text = authority.partition(":")
+        host = _domain_or_ipv4(raw_host, text)
+        port = port_text if colon else None
+    if port:
+        if not port.isascii() or not port.isdigit() or int(port) > 65535:
+            raise InvalidUrl(f"invalid port in URL: {text!r}")
+        if str(int(port)) != DEFAULT_PORTS[scheme]:
+            return f"{host}:{int(port)}"
+    return host
+
+
+def _domain_or_ipv4(raw_host: str, text: str) -> str:
+    try:
+        host = unquote_to_bytes(raw_host).decode("ascii").lower()
+    except UnicodeDecodeError:
+        raise InvalidUrl(f"non-ASCII host in URL (not followed): {text!r}") from None
+    if not host or not _HOST_LABELS.fullmatch(host):
+        raise InvalidUrl(f"invalid host in URL: {text!r}")
+    labels = host.split(".")
+    if labels[-1] == "" and len(labels) > 1:
+        labels.pop()
+    last = labels[-1]
+    if last.isdigit() or (last[:2] == "0x" and all(ch in "0123456789abcdef" for ch in last[2:])):
+        return _ipv4(labels, text)
+    return host
+
+
+def _ipv4(parts: list[str], text: str) -> str:
+    """The WHATWG IPv4 parser: 1 to 4 parts, each decimal, octal (`0…`) or hex (`0x…`)."""
+    if len(parts) > 4:
+        raise InvalidUrl(f"invalid IPv4 address in URL: {text!r}")
+    numbers: list[int] = []
+    for part in parts:
+        try:
+            if part[:2] == "0x":
+                numbers.append(int(part[2:] or "0", 16))
+            elif len(part) > 1 and part[0] == "0":
+                numbers.append(int(part[1:], 8))
+            else:
+                numbers.append(int(part, 10))
+        except ValueError:
+            raise InvalidUrl(f"invalid IPv4 address in URL: {text!r}") from None
+    if any(number > 255 for number in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(numbers)):
+        raise InvalidUrl(f"invalid IPv4 address in URL: {text!r}")
+    address = numbers[-1]
+    for index, number in enumerate(numbers[:-1]):
+        address += number * 256 ** (3 - index)
+    return ".".join(str((address >> shift) & 0xFF) for shift in (24, 16, 8, 0))
+
+
+def _ipv6_host(inside: str, text: str) -> str:
+    try:
+        packed = ipaddress.IPv6Address(inside).packed if "%" not in inside else b""
+    except ValueError:
+        packed = b""
+    if len(packed) != 16:
+        raise InvalidUrl(f"invalid IPv6 address in URL: {text!r}")
+    pieces = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, 16, 2)]
+    start, length = -1, 1  # the first longest run of two or more zero pieces is compressed
+    index = 0
+    while index < 8:
+        if pieces[index] == 0:
+            run = index
+            while run < 8 and pieces[run] == 0:
+                run += 1
+            if run - index > length:
+                start, length = index, run - index
+            index = run
+        else:
+            index += 1
+    if start < 0:
+        return "[" + ":".join(f"{piece:x}" for piece in pieces) + "]"
+    head = ":".join(f"{piece:x}" for piece in pieces[:start])
+    tail = ":".join(f"{piece:x}" for piece in pieces[start + length :])
+    return f"[{head}::{tail}]"
+
+
+def _serialize_web_url(scheme: str, authority: str, remainder: str) -> str:
+    """`remainder` is path, query and fragment as typed (may be empty); `\\` is `/` in the path."""
+    before_fragment, hashmark, fragment = remainder.partition("#")
+    path, question, query = before_fragment.partition("?")
+    path = quote(path.replace("\\", "/") or "/", safe=_PATH_SAFE)
+    query = quote(query, safe=_QUERY_SAFE)
+    fragment = quote(fragment, safe=_FRAGMENT_SAFE)
+    serialized = normalize_url(f"{scheme}://{authority}{path}{question}{query}{hashmark}{fragment}")
+    if web_origin(serialized) != f"{scheme}://{authority}":
+        raise InvalidUrl(f"URL does not read back the same: {remainder!r}")
+    return serialized

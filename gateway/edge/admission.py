@@ -13,7 +13,7 @@ proxy needs no more); `admit` runs them all.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,13 +93,15 @@ class Admission:
         settings: Settings,
         authenticator: Authenticator,
         policy: Policy,
+        forwarded: ForwardedPolicy,
         *,
-        keys_available: Any,
+        keys_available: Callable[[], bool],
     ) -> None:
         gateway = settings.gateway
         self.settings = settings
         self.authenticator = authenticator
         self.policy = policy
+        self.forwarded = forwarded
         self._keys_available = keys_available
         self._max_url = gateway.max_url_length
         self._max_header_bytes = gateway.max_header_bytes
@@ -127,6 +129,11 @@ class Admission:
         if not self._hosts.allows(host):
             return Deny(421, "host_not_allowed", "This host is not served here.", navigation)
         return Screened(incoming, path, headers, host, navigation)
+
+    def view_of(self, scope: dict[str, Any]) -> RequestView | Deny:
+        """For the gateway's own endpoints: the request screened as any other, then Clerk's view of it."""
+        screened = self.screen(Incoming.from_scope(scope, self.forwarded))
+        return screened if isinstance(screened, Deny) else screened.view()
 
     def _read_head(self, incoming: Incoming) -> tuple[Deny | None, dict[str, str]]:
         """Limits (431), request framing (400) and the believed headers, merged, in one pass.
@@ -236,7 +243,7 @@ class Admission:
             decision,
             navigation=screened.navigation,
             redirectable=incoming.method in ("GET", "HEAD") and screened.navigation,
-            keys_available=bool(self._keys_available()),
+            keys_available=self._keys_available(),
             carries_token=(view if view is not None else screened.view()).carries_session_token
             if decision is not None and decision.verdict == "sign-in"
             else False,

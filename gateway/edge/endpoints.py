@@ -10,20 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response, get
 from litestar.response.base import ASGIResponse
 
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.errors import ClerkProtocolError
-from gateway.clerk.redirects import is_allowed_redirect
 from gateway.clerk.request import RequestView
-from gateway.edge.admission import Incoming
 from gateway.edge.asgi_types import Scope
 from gateway.edge.forward_auth import forward_auth
 from gateway.edge.outcomes import Deny
 from gateway.edge.runtime import EdgeRuntime
+from gateway.edge.sign_out import sign_out
 
 PREFIX = "/__gateway"
 NO_STORE = {"cache-control": "no-store"}
@@ -40,10 +39,10 @@ def _scope(request: Request[Any, Any, Any]) -> Scope:
 
 def request_view(runtime: EdgeRuntime, scope: Scope) -> RequestView | ASGIResponse:
     """The request as the admission pipeline screens it (limits, canonical path, `Host` allow-list)."""
-    screened = runtime.admission.screen(Incoming.from_scope(scope, runtime.forwarded))
-    if isinstance(screened, Deny):
-        return _response(screened.status, {"error": screened.code, "message": screened.message}, [])
-    return screened.view()
+    view = runtime.admission.view_of(scope)
+    if isinstance(view, Deny):
+        return _response(view.status, {"error": view.code, "message": view.message}, [])
+    return view
 
 
 def identity_json(claims: SessionClaims | None) -> dict[str, Any] | None:
@@ -64,7 +63,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     runtime = _runtime(request)
     checks: dict[str, Any] = {"settings": "ok"}
     ready = runtime.started
-    if not runtime.keys_available and runtime.authenticator is not None and runtime.authenticator.jwks is not None:
+    if not runtime.keys_available and runtime.authenticator.jwks is not None:
         await runtime.authenticator.jwks.refresh_if_stale()
     checks["keys"] = "ok" if runtime.keys_available else "unavailable"
     ready = ready and runtime.keys_available
@@ -115,43 +114,6 @@ def _response(status: int, body: Any, headers: list[tuple[str, str]]) -> ASGIRes
         media_type="application/json" if body is not None else "text/plain",
         headers=[*headers, ("cache-control", "no-store")],
     )
-
-
-@post(f"{PREFIX}/sign-out", include_in_schema=False, status_code=303)
-async def sign_out(request: Request[Any, Any, Any]) -> ASGIResponse:
-    """End the session (revoked at the Backend API), clear the session cookies, go back to the app.
-
-    POST only, with an `Origin` (or `Referer`) of this app: a cross-site form cannot sign people out.
-    """
-    runtime = _runtime(request)
-    view = request_view(runtime, _scope(request))
-    if isinstance(view, ASGIResponse):
-        return view
-    allowed = runtime.settings.gateway.allowed_redirect_origins
-    source = view.header("origin") or view.header("referer") or ""
-    if not source or not is_allowed_redirect(source if "://" in source else "", view.clerk_origin, allowed):
-        return _response(403, {"error": "origin_not_allowed", "message": "Sign-out must come from this site."}, [])
-    body = await request.body()
-    form = dict(parse_qsl(body.decode("utf-8", errors="replace")))
-    target: str = form.get("redirect_url") or request.query_params.get("redirect_url") or "/"
-    if not is_allowed_redirect(target, view.clerk_origin, allowed):
-        target = "/"
-    authenticator = runtime.authenticator
-    state = await authenticator.authenticate(view)
-    if state.is_signed_in and state.claims is not None and state.claims.session_id and authenticator.backend:
-        await authenticator.backend.revoke_session(state.claims.session_id)
-    cookies = _signed_out_cookies(runtime.settings.clerk.cookie_suffix, view.clerk_url.startswith("https"))
-    return _response(303, None, [("location", target), *(("set-cookie", cookie) for cookie in cookies)])
-
-
-def _signed_out_cookies(suffix: str, secure: bool) -> list[str]:
-    attributes = "Path=/; SameSite=Lax" + ("; Secure" if secure else "")
-    cookies = []
-    for name in ("__session", f"__session_{suffix}", f"__refresh_{suffix}"):
-        cookies.append(f"{name}=; Max-Age=0; {attributes}")
-    for name in ("__client_uat", f"__client_uat_{suffix}"):
-        cookies.append(f"{name}=0; Max-Age=315360000; {attributes}")
-    return cookies
 
 
 @get(f"{PREFIX}/jwks.json", include_in_schema=False, sync_to_thread=False)

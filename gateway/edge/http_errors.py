@@ -39,6 +39,18 @@ def wants_html(headers: Iterable[tuple[bytes, bytes]]) -> bool:
 _PAGE_STYLE = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#1d2330}"
 
 
+HTML = b"text/html; charset=utf-8"
+
+
+def html_page(title: str, body_html: str) -> bytes:
+    """The gateway's one page skeleton: `title` is text (escaped here), `body_html` is markup."""
+    heading = html.escape(title)
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{heading}</title>'
+        f"<style>{_PAGE_STYLE}</style></head><body><h1>{heading}</h1>{body_html}</body></html>\n"
+    ).encode()
+
+
 def error_body(
     status: int, code: str, message: str, *, as_html: bool, extra: Mapping[str, Any] | None = None
 ) -> tuple[bytes, bytes]:
@@ -52,13 +64,8 @@ def _rendered(
 ) -> tuple[bytes, bytes]:
     """The same few answers over and over (401s, 403s, 502s): rendered once each."""
     if as_html:
-        title = html.escape(f"{status} {REASONS.get(status, 'Error')}")
-        page = (
-            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{_PAGE_STYLE}</style></head><body><h1>{title}</h1><p>{html.escape(message)}</p>"
-            '<p><a href="/">Back to the start page</a></p></body></html>\n'
-        )
-        return b"text/html; charset=utf-8", page.encode()
+        body = f'<p>{html.escape(message)}</p><p><a href="/">Back to the start page</a></p>'
+        return HTML, html_page(f"{status} {REASONS.get(status, 'Error')}", body)
     return b"application/json", json.dumps({"error": code, "message": message, **dict(extra)}).encode()
 
 

@@ -61,7 +61,7 @@ class EdgeRuntime:
             clock=clock,
         )
         self.admission = Admission(
-            settings, self.authenticator, self.policy, keys_available=lambda: self.keys_available
+            settings, self.authenticator, self.policy, self.forwarded, keys_available=lambda: self.keys_available
         )
         self.proxy: UpstreamProxy | None = (
             UpstreamProxy(

@@ -70,11 +70,13 @@ async def test_primary_sync_redirect_follows_only_own_and_allowed_origins(
         assert "location" not in response.headers
 
 
-async def test_sign_out_is_post_only_with_an_origin_of_this_app(
+async def test_sign_out_posts_need_an_origin_of_this_app_or_a_token(
     gateway: RunningGateway, http_client: httpx.AsyncClient
 ) -> None:
     url = f"{gateway.url}/__gateway/sign-out"
-    assert (await http_client.get(url, headers={"host": HOST})).status_code == 405
+    page = await http_client.get(url, headers={"host": HOST})  # a confirmation page: GET signs nobody out
+    assert page.status_code == 200 and 'name="csrf"' in page.text
+    assert [cookie.partition("=")[0] for cookie in page.headers.get_list("set-cookie")] == ["__gateway_sign_out"]
     assert (await http_client.post(url, headers={"host": HOST})).status_code == 403  # no Origin, no Referer
     for origin in ("https://evil.example", "null", "http://app.test:8000.evil.example"):
         assert (await http_client.post(url, headers={"host": HOST, "origin": origin})).status_code == 403

@@ -48,7 +48,7 @@ def decide(state: AuthState, verdict: str | None, *, is_api: bool = False, **opt
             {"keys_available": False, "carries_token": True},
             "keys-unavailable",
             503,
-        ),  # fmt: skip
+        ),
         ("no keys, no token: sign in", SIGNED_OUT, "sign-in", {"keys_available": False}, "sign-in-redirect", 307),
         ("a page navigation goes to sign-in", SIGNED_OUT, "sign-in", {}, "sign-in-redirect", 307),
         ("an API call gets 401", SIGNED_OUT, "sign-in", {"is_api": True}, "unauthenticated", 401),
@@ -59,7 +59,7 @@ def decide(state: AuthState, verdict: str | None, *, is_api: bool = False, **opt
             {"redirectable": False},
             "unauthenticated",
             401,
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_outcome_table(name: str, state: AuthState, verdict: str | None, options: dict[str, Any], row: str,
