@@ -157,7 +157,7 @@ def encode_identity_value(value: str) -> bytes:
     """See the module docstring: as it is when printable ASCII without `%`, else percent-encoded UTF-8."""
     if value.isascii() and value.isprintable() and "%" not in value and value.strip(" ") == value:
         return value.encode("ascii")
-    return quote(value, safe=_SAFE_IN_IDENTITY).encode("ascii")
+    return quote(value, safe=_SAFE_IN_IDENTITY, errors="surrogatepass").encode("ascii")  # JSON allows lone surrogates
 
 
 # Printable ASCII but `%` and space: what `encode_identity_value` leaves as it is inside an encoded value.

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.decide import AuthState
-from gateway.edge.identity import ASSERTION_HEADER, IdentityAsserter, IdentityHeaderWriter, spoofable_names
+from gateway.edge.identity import (
+    ASSERTION_HEADER,
+    IdentityAsserter,
+    IdentityHeaderWriter,
+    encode_identity_value,
+    spoofable_names,
+)
 from gateway.settings import IdentityHeaders
 
 CLAIMS = SessionClaims("user_1", "sess_1", "active", "org_1", "org:admin", "acme", ("org:a:read", "org:a:write"),
@@ -56,3 +67,40 @@ def test_identity_assertion_is_a_short_lived_jwt_verifiable_with_the_gateway_jwk
     claims = jwt.decode(assertion, public, algorithms=["ES256"], options={"verify_exp": False, "verify_iat": False})
     assert (claims["sub"], claims["org_role"], claims["exp"] - claims["iat"]) == ("user_1", "org:admin", 60)
     assert asserter.assertion("tok", CLAIMS) == assertion  # one signature per token
+
+
+# ----------------------------------------------------------------------------------- one encoding of values
+
+HOSTILE_SLUGS = {
+    "an emoji": "acme 😀",
+    "a line separator": "a\u2028b",
+    "NUL": "a\x00b",
+    "a vertical tab": "a\x0bb",
+    "DEL": "a\x7fb",
+    "CR LF": "a\r\nX-Injected: 1",
+    "a percent sign": "100%",
+    "an outer space": " acme ",
+    "non-ASCII letters": "café",
+    "a lone surrogate (JSON allows it)": "a\ud800b",
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_SLUGS)
+def test_every_identity_value_is_one_printable_ascii_line_that_decodes_back(name: str) -> None:
+    value = HOSTILE_SLUGS[name]
+    claims = SessionClaims("user_1", "sess_1", "active", "org_1", "org:admin", value, (value,), None, None, None)
+    writer = IdentityHeaderWriter(IdentityHeaders())
+    headers = dict(writer.headers_for(AuthState("signed-in", token=name, claims=claims)))
+    for encoded in (headers[b"x-clerk-org-slug"], headers[b"x-clerk-org-permissions"]):
+        assert all(0x21 <= byte < 0x7F for byte in encoded.strip()) and encoded == encoded.strip(), name
+        assert unquote(encoded.decode("ascii"), errors="surrogatepass") == value, name
+
+
+@given(st.text(max_size=40))
+def test_plain_values_travel_as_they_are_and_any_value_round_trips(value: str) -> None:
+    encoded = encode_identity_value(value)
+    assert encoded.isascii() and b"\r" not in encoded and b"\n" not in encoded and b"\x00" not in encoded
+    if value.isascii() and value.isprintable() and "%" not in value and value == value.strip(" "):
+        assert encoded == value.encode("ascii")
+    else:
+        assert unquote(encoded.decode("ascii"), errors="surrogatepass") == value

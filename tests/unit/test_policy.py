@@ -76,3 +76,36 @@ def test_accept_html_without_fetch_metadata_counts_as_a_navigation() -> None:
 ])
 def test_path_patterns(pattern: str, path: str, matches: bool) -> None:
     assert bool(compile_path_pattern(pattern).match(path)) is matches
+
+
+# ------------------------------------------------------------------------------------- readings and case
+
+CASED = GatewaySettings(public_paths=("/public/*",), routes=(RouteRule("/admin/*", org_role="org:admin"),))
+
+
+@pytest.mark.parametrize(
+    ("case", "path", "claims", "verdict"),
+    [
+        ("strict", "/ADMIN/x", MEMBER, "forbidden"),  # a case-insensitive app routes it to /admin
+        ("strict", "/PUBLIC/x", None, "sign-in"),  # a case-sensitive app does not serve /public there
+        ("strict", "/public/x", None, "allow"),
+        ("sensitive", "/ADMIN/x", MEMBER, "allow"),  # only for apps known to route by exact case
+        ("sensitive", "/PUBLIC/x", None, "sign-in"),
+        ("insensitive", "/ADMIN/x", MEMBER, "forbidden"),
+        ("insensitive", "/PUBLIC/x", None, "allow"),
+    ],
+)
+def test_letter_case_of_route_patterns(case: str, path: str, claims: SessionClaims | None, verdict: str) -> None:
+    policy = Policy(GatewaySettings(public_paths=CASED.public_paths, routes=CASED.routes, path_case=case))  # type: ignore[arg-type]
+    assert policy.decide(path, NAVIGATION, claims).verdict == verdict
+
+
+def test_every_reading_must_pass_the_first_refusal_decides() -> None:
+    policy = Policy(CASED)
+    assert policy.decide(("/public/..;/admin", "/admin"), NAVIGATION, MEMBER).verdict == "forbidden"
+    assert policy.decide(("/public/..;/admin", "/admin"), NAVIGATION, None).verdict == "sign-in"
+    assert policy.decide(("/public/x;v=1", "/public/x"), NAVIGATION, None).verdict == "allow"
+
+
+def test_a_pattern_matches_across_a_newline_it_cannot_hide() -> None:
+    assert Policy(CASED).decide("/admin/a\nb", NAVIGATION, MEMBER).verdict == "forbidden"
