@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/run.py                 # full run (make bench): writes bench/RESULTS.md + RESULTS.png
     .venv/bin/python bench/run.py --smoke --out DIR   # a few seconds per contender (the test suite's smoke mode)
+    .venv/bin/python bench/run.py --memo --out DIR    # signed-in GET only: the gateway with and without its
+                                                      # session memo, access log off and on
 
 Every contender listens on loopback in front of the same trivial upstream (nginx answering a small
 body, or 1 MiB from /download/1mib.bin). Contenders and the upstream are started once; then, round
@@ -380,6 +382,14 @@ def gateway_env(tokens: Tokens, upstream: int, port: int, workers: int = 1, api_
     return env
 
 
+MEMO_CONTENDERS = (  # key, title, BENCH_SESSION_MEMO, GATEWAY_ACCESS_LOG (bench/run.py --memo)
+    ("memo_on", "gateway, session memo on, access log off (granian)", "on", "false"),
+    ("memo_off", "gateway, session memo off, access log off (granian)", "off", "false"),
+    ("memo_on_log", "gateway, session memo on, access log on (granian)", "on", "true"),
+    ("memo_off_log", "gateway, session memo off, access log on (granian)", "off", "true"),
+)
+
+
 def granian_command(target: str, port: int) -> list[str]:
     return [str(Path(PYTHON).parent / "granian"), "--interface", "asgi", "--factory", "--host", "127.0.0.1",
             "--port", str(port), "--workers", "1", "--no-ws", "--log-level", "warning", "--backlog", "2048", target]
@@ -600,6 +610,7 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], contenders: list
                 f"{_ratio(run.requests_per_second, ceiling and ceiling.requests_per_second)} |"
             )
         lines.append("")
+        lines += comparisons(rows, contenders)
     stream = extras.get("stream")
     if isinstance(stream, dict):
         lines += [
@@ -618,6 +629,28 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], contenders: list
         ]
     lines += targets(medians, extras)
     return "\n".join(lines) + "\n", medians
+
+
+COMPARISONS = (  # (with, without, what the difference is) for the lines under a scenario's table
+    ("gateway_log", "gateway", "the access log (on vs off, 1 worker)"),
+    ("memo_off", "memo_on", "no session memo (off vs on, access log off)"),
+    ("memo_off_log", "memo_on_log", "no session memo (off vs on, access log on)"),
+    ("memo_on_log", "memo_on", "the access log (on vs off, session memo on)"),
+    ("memo_off_log", "memo_off", "the access log (on vs off, session memo off)"),
+)
+
+
+def comparisons(rows: dict[str, Run], contenders: list[Contender]) -> list[str]:
+    """One line per pair of rows measured in this scenario: what the one costs beside the other."""
+    titles = {c.key: c.title for c in contenders}
+    lines = []
+    for changed, base, what in COMPARISONS:
+        if changed in rows and base in rows and rows[base].requests_per_second:
+            ratio = rows[changed].requests_per_second / rows[base].requests_per_second
+            lines.append(f"- {what} costs {1 - ratio:.0%} of the throughput: {rows[changed].requests_per_second:,.0f}"
+                         f" vs {rows[base].requests_per_second:,.0f} req/s ({ratio:.2f}x; \"{titles[changed]}\" "
+                         f"÷ \"{titles[base]}\")")
+    return [*lines, ""] if lines else []
 
 
 def targets(medians: dict[str, dict[str, Run]], extras: dict[str, object]) -> list[str]:
@@ -639,6 +672,11 @@ def targets(medians: dict[str, dict[str, Run]], extras: dict[str, object]) -> li
         ratio = gateway.p99_ms / ceiling.p99_ms
         check("p99 ≤ 2x the ceiling's p99", ratio <= 2,
               f"{gateway.p99_ms:.1f} ms vs {ceiling.p99_ms:.1f} ms ({ratio:.2f}x)")
+    logged = signed_in.get("gateway_log")
+    if gateway and logged:
+        cost = 1 - logged.requests_per_second / gateway.requests_per_second
+        check("the access log costs ≤ 10 % of the signed-in req/s", cost <= 0.10,
+              f"{cost:.0%} ({logged.requests_per_second:,.0f} vs {gateway.requests_per_second:,.0f} req/s)")
     for key, label in (("signed_out_api", "401"), ("handshake", "307")):
         answer = medians.get(key, {}).get("gateway")
         if gateway and answer:
@@ -713,6 +751,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float)
     parser.add_argument("--connections", type=int)
     parser.add_argument("--only", help="comma-separated contender keys to run (others skipped)")
+    parser.add_argument("--scenarios", help="comma-separated scenario keys to run (others skipped)")
+    parser.add_argument("--memo", action="store_true",
+                        help="only the signed-in GET through the gateway with and without its session memo "
+                             "(bench.apps:gateway_app), access log off and on")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.smoke else 3)
     args.seconds = args.seconds or (1.0 if args.smoke else 5.0)
@@ -725,6 +767,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"!!! Node peer skipped: {peer_problem}")
     tokens = make_tokens(lifetime=3600)
     scenarios = scenarios_for(tokens)
+    if args.memo:
+        args.only = args.only or ",".join(key for key, _, _, _ in MEMO_CONTENDERS)
+        args.scenarios = args.scenarios or "signed_in"
+    if args.scenarios:
+        scenarios = [s for s in scenarios if s.key in args.scenarios.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     atexit.register(shutil.rmtree, workdir, True)  # also when a run fails half-way
     workdir.chmod(0o755)  # nginx workers (user nobody when started as root) read the files below
@@ -779,6 +826,11 @@ def main(argv: list[str] | None = None) -> int:
                  ["node", "server.js"], {"CLERK_JWT_KEY": tokens.public_pem, "CLERK_PUBLISHABLE_KEY": PUBLISHABLE_KEY,
                                          "CLERK_SECRET_KEY": SECRET_KEY, "UPSTREAM": f"http://127.0.0.1:{upstream_port}"},
                  skipped=peer_problem, cwd=PEER)
+        if args.memo:
+            for key, title, memo, log in MEMO_CONTENDERS:
+                plan(key, title, ("signed_in",), granian_command("bench.apps:gateway_app", 0),
+                     {**gateway_env(tokens, upstream_port, 0), "BENCH_SESSION_MEMO": memo,
+                      "GATEWAY_ACCESS_LOG": log})
         plan("ceiling", "Python ceiling: raw ASGI + Http1UpstreamClient, no auth (granian)", proxied,
              granian_command("bench.apps:ceiling_app", 0), {"GATEWAY_UPSTREAM": f"http://127.0.0.1:{upstream_port}"})
         refresh_port = free_port()
