@@ -8,8 +8,9 @@
 Every contender listens on loopback in front of the same trivial upstream (nginx answering a small
 body, or 1 MiB from /download/1mib.bin). Contenders and the upstream are started once; then, round
 after round, each (scenario, contender) pair gets one `wrk` run of the same connection count and
-duration (after one warm-up run each), so slow drifts of the machine hit every contender alike. The
-median round is reported.
+duration (after one warm-up run each), so slow drifts of the machine hit every contender alike; each
+round starts one pair further on than the last. The median round is reported, with the contender's CPU
+time per request (a neighbour on the same core moves it far less than req/s).
 
 Pinning (2 cores): the contender runs on core 0 alone; wrk and the upstream nginx share core 1. The
 upstream is an order of magnitude faster than any contender but nginx `proxy_pass` itself, so only
@@ -904,7 +905,9 @@ def main(argv: list[str] | None = None) -> int:
                 load(contender.port, scenario.path, scenario.headers, args.connections, args.warmup)
         results: dict[tuple[str, str], list[Run]] = {}
         for round_number in range(args.rounds):
-            for scenario, contender in pairs:
+            # Each round starts one pair further on: no contender always runs right after the same one.
+            shift = round_number % len(pairs) if pairs else 0
+            for scenario, contender in pairs[shift:] + pairs[:shift]:
                 measured = contender.server or upstream
                 cpu_before = measured.cpu_seconds()
                 run = load(contender.port, scenario.path, scenario.headers, args.connections, args.seconds)
