@@ -5,6 +5,9 @@
 * `litestar_mount_app`: the gateway's gate behind Litestar's router as an `asgi` mount at `/`, with the
   same observability wrapper (how `create_app` was built before its thin dispatcher), to measure what
   Litestar's routing costs a proxied request.
+* `gateway_app`: the gateway exactly as `gateway serve` builds it (`app_from_environment`), except that
+  `BENCH_SESSION_MEMO=off` builds its gate without the session memo (`Gate.memo = None`): what the memo
+  buys, measured in one run (`bench/run.py --memo`). Not a setting of the gateway: a bench-only build.
 """
 
 from __future__ import annotations
@@ -56,6 +59,15 @@ def ceiling_app() -> Any:
         if not ended:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    return app
+
+
+def gateway_app() -> Any:
+    from gateway.edge.app import app_from_environment
+
+    app = app_from_environment()
+    if os.environ.get("BENCH_SESSION_MEMO", "on") == "off":
+        app.gate.memo = None
     return app
 
 

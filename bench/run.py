@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/run.py                 # full run (make bench): writes bench/RESULTS.md + RESULTS.png
     .venv/bin/python bench/run.py --smoke --out DIR   # a few seconds per contender (the test suite's smoke mode)
+    .venv/bin/python bench/run.py --memo --out DIR    # signed-in GET only: the gateway with and without its
+                                                      # session memo, access log off and on
 
 Every contender listens on loopback in front of the same trivial upstream (nginx answering a small
 body, or 1 MiB from /download/1mib.bin). Contenders and the upstream are started once; then, round
 after round, each (scenario, contender) pair gets one `wrk` run of the same connection count and
-duration (after one warm-up run each), so slow drifts of the machine hit every contender alike. The
-median round is reported.
+duration (after one warm-up run each), so slow drifts of the machine hit every contender alike; each
+round starts one pair further on than the last. The median round is reported, with the contender's CPU
+time per request (a neighbour on the same core moves it far less than req/s).
 
 Pinning (2 cores): the contender runs on core 0 alone; wrk and the upstream nginx share core 1. The
 upstream is an order of magnitude faster than any contender but nginx `proxy_pass` itself, so only
@@ -142,6 +145,15 @@ class Server:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
         return total / 1024
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process tree so far."""
+        ticks = 0
+        for pid in self.tree():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -290,6 +302,10 @@ class Run:
     p99_ms: float
     rss_mib: float
     errors: int = 0
+    requests: int = 0
+    cpu_us: float = float("nan")
+    """The contender's CPU time (user + system, whole process tree) per request: what a noisy neighbour
+    on the same core moves far less than req/s."""
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -316,11 +332,12 @@ def load(port: int, path: str, headers: dict[str, str], connections: int, second
         errors = 0
         if found := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
             errors = sum(int(value) for value in found.groups())
-        return Run(rate, p50, p99, 0.0, errors)
+        total = re.search(r"(\d+) requests in", output)
+        return Run(rate, p50, p99, 0.0, errors, int(total.group(1)) if total else 0)
     command = [*pinned(LOAD_CORES), PYTHON, str(BENCH / "loadgen.py"), url,
                "--connections", str(connections), "--seconds", str(seconds), *header_args]
     result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-    return Run(result["requests_per_second"], result["p50_ms"], result["p99_ms"], 0.0)
+    return Run(result["requests_per_second"], result["p50_ms"], result["p99_ms"], 0.0, 0, result["requests"])
 
 
 # ----------------------------------------------------------------------------------- contenders
@@ -378,6 +395,14 @@ def gateway_env(tokens: Tokens, upstream: int, port: int, workers: int = 1, api_
     if api_url:
         env["CLERK_API_URL"] = api_url
     return env
+
+
+MEMO_CONTENDERS = (  # key, title, BENCH_SESSION_MEMO, GATEWAY_ACCESS_LOG (bench/run.py --memo)
+    ("memo_on", "gateway, session memo on, access log off (granian)", "on", "false"),
+    ("memo_off", "gateway, session memo off, access log off (granian)", "off", "false"),
+    ("memo_on_log", "gateway, session memo on, access log on (granian)", "on", "true"),
+    ("memo_off_log", "gateway, session memo off, access log on (granian)", "off", "true"),
+)
 
 
 def granian_command(target: str, port: int) -> list[str]:
@@ -551,6 +576,8 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], contenders: list
             statistics.median(run.p99_ms for run in runs),
             max(run.rss_mib for run in runs),
             sum(run.errors for run in runs),
+            sum(run.requests for run in runs),
+            statistics.median(run.cpu_us for run in runs),
         )
     loadgen = "wrk -t1" if shutil.which("wrk") else "bench/loadgen.py (wrk missing: NOT comparable)"
     lines = [
@@ -575,19 +602,19 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], contenders: list
     for scenario in scenarios:
         rows = medians.get(scenario.key, {})
         lines += [f"## {scenario.title}", ""]
-        lines += ["| Contender | req/s | p50 ms | p99 ms | RSS MiB | ÷ nginx | ÷ Node peer | ÷ Python ceiling |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| Contender | req/s | p50 ms | p99 ms | RSS MiB | ÷ nginx | ÷ Node peer | ÷ Python ceiling "
+                  "| CPU µs/req |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         nginx, node, ceiling = rows.get("nginx"), rows.get("node"), rows.get("ceiling")
         for contender in contenders:
             if scenario.key not in contender.scenarios:
                 continue
             if contender.skipped:
-                lines.append(f"| {contender.title} | skipped: {contender.skipped} | | | | | | |")
+                lines.append(f"| {contender.title} | skipped: {contender.skipped} | | | | | | | |")
                 continue
             if scenario.key in contender.wrong_status:
                 status = contender.wrong_status[scenario.key]
                 lines.append(f"| {contender.title} | answered {status}, expected {scenario.expect}: not measured"
-                             " | | | | | | |")
+                             " | | | | | | | |")
                 continue
             run = rows.get(contender.key)
             if run is None:
@@ -597,9 +624,10 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], contenders: list
                 f"| {contender.title} | {run.requests_per_second:,.0f}{errors} | {run.p50_ms:.2f} | {run.p99_ms:.2f} | "
                 f"{run.rss_mib:.0f} | {_ratio(run.requests_per_second, nginx and nginx.requests_per_second)} | "
                 f"{_ratio(run.requests_per_second, node and node.requests_per_second)} | "
-                f"{_ratio(run.requests_per_second, ceiling and ceiling.requests_per_second)} |"
+                f"{_ratio(run.requests_per_second, ceiling and ceiling.requests_per_second)} | {run.cpu_us:.0f} |"
             )
         lines.append("")
+        lines += comparisons(rows, contenders)
     stream = extras.get("stream")
     if isinstance(stream, dict):
         lines += [
@@ -618,6 +646,32 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], contenders: list
         ]
     lines += targets(medians, extras)
     return "\n".join(lines) + "\n", medians
+
+
+COMPARISONS = (  # (with, without, what the difference is) for the lines under a scenario's table
+    ("gateway_log", "gateway", "the access log (on vs off, 1 worker)"),
+    ("baseline_log", "baseline", "the baseline's access log (on vs off, 1 worker)"),
+    ("gateway_log", "baseline_log", "this tree's access log beside the baseline's (both on)"),
+    ("memo_off", "memo_on", "no session memo (off vs on, access log off)"),
+    ("memo_off_log", "memo_on_log", "no session memo (off vs on, access log on)"),
+    ("memo_on_log", "memo_on", "the access log (on vs off, session memo on)"),
+    ("memo_off_log", "memo_off", "the access log (on vs off, session memo off)"),
+)
+
+
+def comparisons(rows: dict[str, Run], contenders: list[Contender]) -> list[str]:
+    """One line per pair of rows measured in this scenario: what the one costs beside the other."""
+    titles = {c.key: c.title for c in contenders}
+    lines = []
+    for changed, base, what in COMPARISONS:
+        if changed in rows and base in rows and rows[base].requests_per_second:
+            ratio = rows[changed].requests_per_second / rows[base].requests_per_second
+            cpu = rows[changed].cpu_us / rows[base].cpu_us - 1 if rows[base].cpu_us else float("nan")
+            lines.append(f"- {what} costs {1 - ratio:.0%} of the throughput: {rows[changed].requests_per_second:,.0f}"
+                         f" vs {rows[base].requests_per_second:,.0f} req/s ({ratio:.2f}x), and {cpu:+.0%} CPU per "
+                         f"request ({rows[changed].cpu_us:.0f} vs {rows[base].cpu_us:.0f} µs): \"{titles[changed]}\""
+                         f" ÷ \"{titles[base]}\"")
+    return [*lines, ""] if lines else []
 
 
 def targets(medians: dict[str, dict[str, Run]], extras: dict[str, object]) -> list[str]:
@@ -639,6 +693,12 @@ def targets(medians: dict[str, dict[str, Run]], extras: dict[str, object]) -> li
         ratio = gateway.p99_ms / ceiling.p99_ms
         check("p99 ≤ 2x the ceiling's p99", ratio <= 2,
               f"{gateway.p99_ms:.1f} ms vs {ceiling.p99_ms:.1f} ms ({ratio:.2f}x)")
+    logged = signed_in.get("gateway_log")
+    if gateway and logged:
+        cost = 1 - logged.requests_per_second / gateway.requests_per_second
+        check("the access log costs ≤ 10 % of the signed-in req/s", cost <= 0.10,
+              f"{cost:.0%} ({logged.requests_per_second:,.0f} vs {gateway.requests_per_second:,.0f} req/s; "
+              f"CPU per request {logged.cpu_us:.0f} vs {gateway.cpu_us:.0f} µs)")
     for key, label in (("signed_out_api", "401"), ("handshake", "307")):
         answer = medians.get(key, {}).get("gateway")
         if gateway and answer:
@@ -713,6 +773,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float)
     parser.add_argument("--connections", type=int)
     parser.add_argument("--only", help="comma-separated contender keys to run (others skipped)")
+    parser.add_argument("--scenarios", help="comma-separated scenario keys to run (others skipped)")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also the signed-in GET through `gateway serve` run from the source tree DIR (say "
+                             "`git archive` of an earlier commit), access log off and on: before/after in one run")
+    parser.add_argument("--memo", action="store_true",
+                        help="only the signed-in GET through the gateway with and without its session memo "
+                             "(bench.apps:gateway_app), access log off and on")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.smoke else 3)
     args.seconds = args.seconds or (1.0 if args.smoke else 5.0)
@@ -725,6 +792,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"!!! Node peer skipped: {peer_problem}")
     tokens = make_tokens(lifetime=3600)
     scenarios = scenarios_for(tokens)
+    if args.memo:
+        args.only = args.only or ",".join(key for key, _, _, _ in MEMO_CONTENDERS)
+        args.scenarios = args.scenarios or "signed_in"
+    if args.scenarios:
+        scenarios = [s for s in scenarios if s.key in args.scenarios.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     atexit.register(shutil.rmtree, workdir, True)  # also when a run fails half-way
     workdir.chmod(0o755)  # nginx workers (user nobody when started as root) read the files below
@@ -779,6 +851,18 @@ def main(argv: list[str] | None = None) -> int:
                  ["node", "server.js"], {"CLERK_JWT_KEY": tokens.public_pem, "CLERK_PUBLISHABLE_KEY": PUBLISHABLE_KEY,
                                          "CLERK_SECRET_KEY": SECRET_KEY, "UPSTREAM": f"http://127.0.0.1:{upstream_port}"},
                  skipped=peer_problem, cwd=PEER)
+        if args.baseline:
+            baseline = {"PYTHONPATH": str(args.baseline.resolve())}  # its `gateway` package before this tree's
+            plan("baseline", f"baseline {args.baseline.name}: gateway serve, 1 worker (granian)", ("signed_in",),
+                 [*gateway, "--workers", "1"], {**gateway_env(tokens, upstream_port, 0), **baseline})
+            plan("baseline_log", f"baseline {args.baseline.name}: gateway serve, 1 worker, access log on (granian)",
+                 ("signed_in",), [*gateway, "--workers", "1"],
+                 {**gateway_env(tokens, upstream_port, 0), **baseline, "GATEWAY_ACCESS_LOG": "true"})
+        if args.memo:
+            for key, title, memo, log in MEMO_CONTENDERS:
+                plan(key, title, ("signed_in",), granian_command("bench.apps:gateway_app", 0),
+                     {**gateway_env(tokens, upstream_port, 0), "BENCH_SESSION_MEMO": memo,
+                      "GATEWAY_ACCESS_LOG": log})
         plan("ceiling", "Python ceiling: raw ASGI + Http1UpstreamClient, no auth (granian)", proxied,
              granian_command("bench.apps:ceiling_app", 0), {"GATEWAY_UPSTREAM": f"http://127.0.0.1:{upstream_port}"})
         refresh_port = free_port()
@@ -821,13 +905,20 @@ def main(argv: list[str] | None = None) -> int:
                 load(contender.port, scenario.path, scenario.headers, args.connections, args.warmup)
         results: dict[tuple[str, str], list[Run]] = {}
         for round_number in range(args.rounds):
-            for scenario, contender in pairs:
+            # Each round starts one pair further on: no contender always runs right after the same one.
+            shift = round_number % len(pairs) if pairs else 0
+            for scenario, contender in pairs[shift:] + pairs[:shift]:
+                measured = contender.server or upstream
+                cpu_before = measured.cpu_seconds()
                 run = load(contender.port, scenario.path, scenario.headers, args.connections, args.seconds)
-                run.rss_mib = (contender.server or upstream).rss_mib()
+                if run.requests:
+                    run.cpu_us = (measured.cpu_seconds() - cpu_before) / run.requests * 1e6
+                run.rss_mib = measured.rss_mib()
                 results.setdefault((scenario.key, contender.key), []).append(run)
                 say(f"round {round_number + 1} {scenario.key:15} {contender.key:16} "
                     f"{run.requests_per_second:9,.0f} req/s"
-                    f"  p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  RSS {run.rss_mib:5.0f} MiB")
+                    f"  p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  RSS {run.rss_mib:5.0f} MiB"
+                    f"  CPU {run.cpu_us:6.1f} µs/req")
         extras: dict[str, object] = {"upstream": upstream_title, "jwt_decode_us": jwt_decode_floor(tokens, 300)}
         gateway_contender = next((c for c in contenders if c.key == "gateway" and c.server and not c.skipped), None)
         if gateway_contender is not None and gateway_contender.server is not None:

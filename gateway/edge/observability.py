@@ -1,9 +1,17 @@
 """What the gateway tells its operator: Prometheus metrics, one JSON access-log line a request, request ids.
 
 A raw ASGI wrapper around the whole Litestar app (gateway endpoints and the gate alike). Per request it
-reads the clock twice, observes one histogram, bumps one counter and, when access logging is on, hands
-the `logging` module a line that is only turned into JSON if a handler really writes it. What it knows
-about the decision comes from the `RequestRecord` the gate leaves on the scope (`record.py`).
+reads the clock twice, observes one histogram, bumps one counter and, when access logging is on, builds
+one JSON line from a fixed template (`access_line`) and hands it to `AccessLog`. What it knows about
+the decision comes from the `RequestRecord` the gate leaves on the scope (`record.py`).
+
+`AccessLog` writes the lines where the `gateway.access` logger would, without a `LogRecord` per
+request when it can: if every handler that logger reaches is a plain `StreamHandler`/`FileHandler`
+writing the bare message (what `gateway serve` sets up: stdout, `%(message)s`), lines are buffered and
+written to those handlers' streams in batches (every 50 ms, every 128 lines, at lifespan shutdown after
+the drain and at exit), in order, under each handler's lock. Any other set-up (filters, formatters,
+other handler types: an operator's `logging` configuration) gets one `logging` call per line as
+before. The configuration is looked at again once a second.
 
 Never logged: the query string (it carries `__clerk_handshake`, `__clerk_db_jwt`), headers, cookies,
 tokens. The path, the decision, Clerk's reason and the user id are.
@@ -14,6 +22,8 @@ ones in flight, so the lifespan can wait for them.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import itertools
 import json
 import logging
@@ -21,11 +31,12 @@ import os
 import re
 import sys
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import accumulate
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -185,16 +196,155 @@ class _RuntimeCollector(Collector):
         yield GaugeMetricFamily("gateway_requests_in_flight", "HTTP requests being answered.", value=runtime.in_flight)
 
 
-class _AccessLine:
-    """Formatted only if a handler writes it (`logging` calls `str()` lazily)."""
+_quote = json.encoder.encode_basestring_ascii  # what json.dumps uses: the same escapes, byte for byte
 
-    __slots__ = ("fields",)
 
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self.fields = fields
+def access_line(
+    when: str,
+    request_id: str,
+    method: str,
+    path: str,
+    status: int,
+    route: str,
+    decision: str | None,
+    reason: str | None,
+    user_id: str | None,
+    upstream_seconds: float | None,
+    upstream_error: str | None,
+    total_seconds: float,
+) -> str:
+    """One access-log line: `json.dumps` of the same dict with `separators=(",", ":")`, character for
+    character (the tests compare), from a fixed template. Every text field is escaped as `json.dumps`
+    escapes it (quotes, backslashes, control characters, non-ASCII, lone surrogates); `when` is the
+    gateway's own time stamp."""
+    return (
+        f'{{"time":"{when}","request_id":{_quote(request_id)},"method":{_quote(method)},"path":{_quote(path)},'
+        f'"status":{status:d},"route":{_quote(route)},'
+        f'"decision":{"null" if decision is None else _quote(decision)},'
+        f'"reason":{"null" if reason is None else _quote(reason)},'
+        f'"user_id":{"null" if user_id is None else _quote(user_id)},'
+        f'"upstream_seconds":{"null" if upstream_seconds is None else repr(upstream_seconds)},'
+        f'"upstream_error":{"null" if upstream_error is None else _quote(upstream_error)},'
+        f'"total_seconds":{total_seconds!r}}}'
+    )
 
-    def __str__(self) -> str:
-        return json.dumps(self.fields, separators=(",", ":"))
+
+_PROBE = logging.LogRecord("gateway.access", logging.INFO, __file__, 0, "probe %s", ("line",), None)
+_PLAIN_HANDLERS = (logging.StreamHandler, logging.FileHandler)  # exactly these (no rotation, no sockets)
+_open_logs: weakref.WeakSet[AccessLog] = weakref.WeakSet()
+
+
+def _plain_handlers(logger: logging.Logger) -> tuple[logging.StreamHandler[Any], ...] | None:
+    """The handlers `logger.info(line)` would reach, if every one of them writes the bare line plus a
+    newline to an open stream (then lines can go to their streams directly); None if any does more."""
+    if logger.filters:
+        return None
+    found: list[logging.StreamHandler[Any]] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if handler.level > logging.INFO:
+                continue  # it would not write an INFO line
+            if (
+                type(handler) not in _PLAIN_HANDLERS
+                or handler.filters
+                or getattr(handler, "stream", None) is None
+                or getattr(handler, "terminator", None) != "\n"
+                or handler.format(_PROBE) != "probe line"
+            ):
+                return None
+            assert isinstance(handler, logging.StreamHandler)
+            found.append(handler)
+        current = current.parent if current.propagate else None
+    return tuple(found)  # empty: `logging` would drop INFO lines too (its last resort writes warnings only)
+
+
+class AccessLog:
+    """The access lines of one app instance, to the `gateway.access` logger's handlers (module docstring).
+
+    Used from the event loop's thread only. `flush()` writes what is buffered; a graceful shutdown
+    flushes after the drain, and the process flushes at exit.
+    """
+
+    FLUSH_SECONDS: Final = 0.05
+    BATCH_LINES: Final = 128
+
+    def __init__(self, logger: logging.Logger = access_logger) -> None:
+        self.logger = logger
+        self.active = True
+        """False while `logger` would write no INFO line: the line is not even built."""
+        self._direct: tuple[logging.StreamHandler[Any], ...] | None = None
+        self._lines: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._second_text = ""
+        self.refresh()
+        _open_logs.add(self)
+
+    def refresh(self) -> None:
+        """Look at the logging configuration again (once a second, from `stamp`)."""
+        direct = _plain_handlers(self.logger)
+        if direct != self._direct:
+            self.flush()  # what was buffered goes where it was meant to, before anything new
+            self._direct = direct
+        self.active = self.logger.isEnabledFor(logging.INFO) and direct != ()
+
+    def stamp(self, now: float) -> str | None:
+        """`now` (`time.time()`) as `datetime.now(UTC).isoformat(timespec="milliseconds")` writes it (the
+        date and time formatted once a second, when the configuration is looked at again), or None
+        while no line would be written."""
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self.refresh()
+        if not self.active:
+            return None
+        return f"{self._second_text}.{int((now - second) * 1000):03d}+00:00"
+
+    def write(self, line: str) -> None:
+        if self._direct is None:
+            self.logger.info("%s", line)
+            return
+        lines = self._lines
+        lines.append(line)
+        if len(lines) >= self.BATCH_LINES:
+            self.flush()
+        elif self._timer is None:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self._flush_on_time)
+            except RuntimeError:  # no event loop (a direct call): nothing would flush later
+                self.flush()
+
+    def _flush_on_time(self) -> None:
+        self._timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        lines = self._lines
+        if not lines:
+            return
+        self._lines = []
+        text = "\n".join(lines) + "\n"
+        for handler in self._direct or ():
+            handler.acquire()
+            try:
+                handler.stream.write(text)
+                handler.flush()
+            except Exception:
+                handler.handleError(logging.LogRecord(self.logger.name, logging.INFO, __file__, 0, "%d access-log "
+                                                      "lines", (len(lines),), None))  # fmt: skip
+            finally:
+                handler.release()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for log in list(_open_logs):
+        log.flush()
 
 
 def configure_access_log() -> None:
@@ -216,6 +366,7 @@ class Observability:
         self.runtime = runtime
         self.metrics = GatewayMetrics(runtime)
         self.access_log = access_log
+        self.log = AccessLog()
         # Request ids: a random prefix per app instance (so per worker) and a counter. Unique is all an
         # id must be; `secrets` would cost an `os.urandom` system call per request.
         self._id_prefix = os.urandom(4).hex()
@@ -224,7 +375,8 @@ class Observability:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, self._lifespan_send(send))
+            self.log.flush()
             return
         started = time.perf_counter()
         runtime = self.runtime
@@ -259,26 +411,35 @@ class Observability:
         status = record.status
         seconds = time.perf_counter() - started
         self.metrics.observe(record, status, seconds)
-        if self.access_log and access_logger.isEnabledFor(logging.INFO):
-            access_logger.info(
-                "%s",
-                _AccessLine(
-                    {
-                        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                        "request_id": request_id.decode("ascii"),
-                        "method": scope.get("method", "GET") if kind == "http" else "WEBSOCKET",
-                        "path": scope["path"],
-                        "status": status,
-                        "route": record.route_class,
-                        "decision": record.decision or None,
-                        "reason": record.reason or None,
-                        "user_id": record.user_id,
-                        "upstream_seconds": _rounded(record.upstream_seconds),
-                        "upstream_error": record.upstream_error,
-                        "total_seconds": _rounded(seconds),
-                    }
-                ),
+        log = self.log
+        if self.access_log and (when := log.stamp(time.time())) is not None:
+            log.write(
+                access_line(
+                    when,
+                    request_id.decode("ascii"),
+                    scope.get("method", "GET") if kind == "http" else "WEBSOCKET",
+                    scope["path"],
+                    status,
+                    record.route_class,
+                    record.decision or None,
+                    record.reason or None,
+                    record.user_id,
+                    _rounded(record.upstream_seconds),
+                    record.upstream_error,
+                    round(seconds, 6),
+                )
             )
+
+    def _lifespan_send(self, send: Send) -> Send:
+        """The lifespan's send: the lines of the drained requests are written before shutdown completes."""
+        log = self.log
+
+        async def lifespan_send(message: dict[str, Any]) -> None:
+            if message["type"].startswith("lifespan.shutdown"):
+                log.flush()
+            await send(message)
+
+        return lifespan_send
 
     def _request_id(self, scope: Scope) -> bytes:
         """The trusted proxy's `X-Request-Id`, else a new one; the app receives it as `X-Request-Id`."""

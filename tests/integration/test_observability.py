@@ -286,3 +286,35 @@ def test_sigterm_to_gateway_serve_finishes_the_in_flight_request(server: str) ->
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+def test_gateway_serve_writes_every_access_line_to_stdout_in_order_by_its_graceful_exit(server: str) -> None:
+    """Access lines are written in batches: by the end of a graceful shutdown every one is on stdout,
+    in the order the requests ended, valid JSON whatever the path holds."""
+    with EmulatorServer() as clerk, upstream_in_thread() as echo:
+        port = unused_port()
+        base = f"http://127.0.0.1:{port}"
+        environment = serve_environment(clerk, echo.url, port, GATEWAY_PUBLIC_PATHS="/_/*", GATEWAY_ACCESS_LOG="true")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--server", server],
+            env=environment, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        paths = [f"/_/{number}" for number in range(40)] + ['/_/q"uote\\back', "/_/ünï", "/_/\x01ctl"]
+        try:
+            with httpx.Client(timeout=10) as client:
+                _poll(lambda: client.get(f"{base}/__gateway/healthz").status_code == 200, f"{server} serves")
+                for path in paths:
+                    raw = path.encode("utf-8").decode("latin-1").replace("\\", "%5C").replace('"', "%22")
+                    raw = "".join(c if 0x20 < ord(c) < 0x7F else "".join(f"%{b:02X}" for b in c.encode("latin-1"))
+                                  for c in raw)  # fmt: skip
+                    assert client.get(f"{base}{raw}", headers={"accept": "*/*"}).status_code == 200
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=15)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    lines = [json.loads(line) for line in output.decode("ascii").splitlines() if line.startswith('{"time":')]
+    assert [line["path"] for line in lines if line["path"].startswith("/_/")] == paths
+    assert all(line["status"] == 200 and line["route"] == "proxy" for line in lines if line["path"] in paths)
