@@ -6,10 +6,11 @@ least as fast as a proxied signed-in GET).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gateway.edge.asgi_types import Send
+from gateway.asgi_types import Scope, Send
 from gateway.edge.http_errors import error_body
 
 Headers = list[tuple[bytes, bytes]]
@@ -53,3 +54,23 @@ async def error(
     """A precise error answer: JSON for programs, a short page for people; never a traceback."""
     content_type, body = error_body(status, code, message, as_html=html_page, extra=extra)
     await send_answer(send, status, [(b"content-type", content_type), *(headers or []), NO_STORE], body)
+
+
+async def refuse_websocket(
+    scope: Scope, send: Send, status: int, code: str, message: str, *, html_page: bool = False
+) -> None:
+    """Refuse a WebSocket handshake (its `websocket.connect` received) with an HTTP answer where the
+    server supports it (the `websocket.http.response` extension), else with a close (1011)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        with contextlib.suppress(OSError, RuntimeError):  # already closed
+            await send({"type": "websocket.close", "code": 1011, "reason": "upstream unavailable"})
+        return
+    content_type, body = error_body(status, code, message, as_html=html_page)
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})

@@ -14,11 +14,11 @@ from urllib.parse import parse_qsl, urlsplit
 from litestar import Request, Response, get, post, route
 from litestar.response.base import ASGIResponse
 
+from gateway.asgi_types import Scope
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.errors import ClerkProtocolError
 from gateway.clerk.redirects import is_allowed_redirect, sign_in_url
 from gateway.clerk.request import RequestView
-from gateway.edge.asgi_types import Scope
 from gateway.edge.gate import decode_headers, dev_browser_token, server_host
 from gateway.edge.runtime import EdgeRuntime
 

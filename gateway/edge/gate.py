@@ -10,12 +10,12 @@ import logging
 from collections.abc import Iterable
 from urllib.parse import unquote
 
+from gateway.asgi_types import Receive, Scope, Send
 from gateway.clerk.decide import AuthState
 from gateway.clerk.errors import BadRequestError, ClerkProtocolError
 from gateway.clerk.redirects import sign_in_url
 from gateway.clerk.request import RequestView, is_plain_path
 from gateway.edge import answers
-from gateway.edge.asgi_types import Receive, Scope, Send
 from gateway.edge.record import RequestRecord, record_of, stamp, stamping
 from gateway.edge.runtime import EdgeRuntime
 from gateway.edge.session_memo import MemoKey, SessionMemo, query_allows_memo
@@ -63,17 +63,24 @@ class Gate:
             if state.headers
             else []
         )
+        response_headers = stamp(record, answer_headers, 0)
         proxied = await runtime.proxy.forward(
             scope,
             receive,
             send,
             add_request_headers=runtime.identity.headers_for(state),
             remove_request_headers=runtime.identity.strip,
-            add_response_headers=stamp(record, answer_headers, 0),
+            add_response_headers=response_headers,
         )
         record.status = proxied.status
         record.upstream_seconds = proxied.upstream_seconds
         record.upstream_error = proxied.error
+        failure = proxied.failure
+        if failure is not None:  # the app failed before answering: nothing was sent yet
+            record.status = failure.status
+            html_page = answers.wants_html(decode_headers(scope["headers"]))
+            status, message = failure.status, failure.public_message
+            await answers.error(send, status, failure.code, message, html_page=html_page, headers=response_headers)
 
     async def admit(self, scope: Scope, path: str) -> Refusal | AuthState:
         """Decide whether the request goes on to the app; a `Refusal` is the answer to send otherwise."""
@@ -227,13 +234,18 @@ class Gate:
             return
         state = outcome
         assert runtime.proxy is not None
-        await runtime.proxy.forward_websocket(
+        failure = await runtime.proxy.forward_websocket(
             scope,
             receive,
             send,
             add_request_headers=runtime.identity.headers_for(state),
             remove_request_headers=runtime.identity.strip,
         )
+        if failure is not None:  # the app could not be reached or refused the handshake: nothing was sent yet
+            html_page = answers.wants_html(decode_headers(scope["headers"]))
+            await answers.refuse_websocket(
+                scope, send, failure.status, failure.code, failure.public_message, html_page=html_page
+            )
 
 
 class Refusal:

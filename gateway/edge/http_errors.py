@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from gateway.edge.asgi_types import Send
+from gateway.asgi_types import Send
 
 Headers = list[tuple[bytes, bytes]]
 

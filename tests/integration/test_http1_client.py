@@ -23,14 +23,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.edge.http1 import READ_HIGH_WATER, Http1UpstreamClient
-from gateway.edge.proxy import (
+from gateway.upstream.client import (
     UpstreamBodyError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from gateway.upstream.http1 import READ_HIGH_WATER, Http1UpstreamClient
 from tests.support.upstream import unused_port
 
 MiB = 1024 * 1024

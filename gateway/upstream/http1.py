@@ -42,12 +42,11 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httptools
 
-from gateway.edge.upstream import (
+from gateway.upstream.client import (
     UpstreamBodyError,
     UpstreamError,
     UpstreamProtocolError,
@@ -56,9 +55,7 @@ from gateway.edge.upstream import (
     UpstreamWebSocket,
     describe_error,
 )
-
-if TYPE_CHECKING:
-    from gateway.edge.proxy import AiohttpUpstreamClient
+from gateway.upstream.websocket import AiohttpUpstreamClient
 
 BODY_CHUNK = 64 * 1024  # `iter_body` joins buffered chunks up to this size
 READ_HIGH_WATER = 256 * 1024  # buffered response bytes above which reading pauses
@@ -854,8 +851,6 @@ class Http1UpstreamClient:
     ) -> AsyncIterator[UpstreamWebSocket]:
         websockets = self._websockets
         if websockets is None:
-            from gateway.edge.proxy import AiohttpUpstreamClient  # proxy.py imports this module
-
             websockets = self._websockets = AiohttpUpstreamClient(
                 connect_timeout=self.connect_timeout,
                 read_timeout=self.read_timeout,
