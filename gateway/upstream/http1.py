@@ -27,7 +27,10 @@ How it behaves:
   idle connection to another origin is closed to make room), idle connections older than
   `keepalive_timeout` dropped when met, connections the app closed while idle removed;
 * a reused connection that dies before any byte of the answer (the app closed it while it was idle) is
-  retried once on a new connection, only for requests without a body;
+  retried once on a new connection, only for idempotent requests without a body (GET, HEAD, OPTIONS,
+  TRACE, PUT, DELETE: RFC 9110 §9.2.2): the request may have reached the app, and a POST or PATCH must
+  not be performed twice (it fails: 502). A pooled connection found closed before the request is written
+  (at checkout) is never used, whatever the method: the request goes to another one;
 * timeouts: `connect_timeout` (TCP and TLS); `read_timeout` of silence, measured from the last byte
   received or body chunk sent, by one timer per connection that re-arms for the remainder when it fires
   (nothing is re-armed per chunk), and that does not count while reading is paused for the consumer.
@@ -63,6 +66,9 @@ READ_LOW_WATER = 64 * 1024  # ... and at or below which it resumes
 MAX_HEADERS = 256
 
 _PARSE_ERRORS = (httptools.HttpParserError, httptools.HttpParserUpgrade)
+
+# Methods a request of which may be sent again after a connection failed (RFC 9110 §9.2.2).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 class _Stop(Exception):
@@ -398,6 +404,7 @@ class _Exchange:
         "_declared",
         "_head",
         "_head_only",
+        "_idempotent",
         "_origin",
         "_writer",
         "headers",
@@ -410,6 +417,7 @@ class _Exchange:
         origin: _Origin,
         head: bytes,
         head_only: bool,
+        idempotent: bool,
         body: AsyncIterable[bytes] | None,
         declared: int,
     ) -> None:
@@ -417,6 +425,7 @@ class _Exchange:
         self._origin = origin
         self._head = head
         self._head_only = head_only
+        self._idempotent = idempotent  # may be sent again if a reused connection fails before answering
         self._body = body
         self._declared = declared  # the request body's content-length, -1: sent chunked
         self._conn: _Connection | None = None
@@ -455,8 +464,9 @@ class _Exchange:
                 return self
             error = conn.error
             assert error is not None
-            # the app closed a pooled connection just as it was reused: once more on a new one
-            retry = not fresh and conn.reused and conn.retryable and body is None
+            # the app closed a pooled connection just as it was reused: once more on a new one, if the
+            # request may be performed twice (it may have reached the app)
+            retry = not fresh and conn.reused and conn.retryable and body is None and self._idempotent
             self._abandon()
             if not retry:
                 raise error
@@ -655,7 +665,7 @@ class Http1UpstreamClient:
                 lines.append(b"transfer-encoding: chunked\r\n")
         lines.append(b"\r\n")
         head = b"".join(lines)
-        return _Exchange(self, origin, head, method == "HEAD", body, declared)
+        return _Exchange(self, origin, head, method == "HEAD", method in IDEMPOTENT_METHODS, body, declared)
 
     def _split(self, url: str) -> tuple[_Origin, bytes]:
         """`scheme://host:port/path?query` → (the origin, the path and query as bytes, verbatim)."""

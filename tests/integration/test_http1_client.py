@@ -404,6 +404,72 @@ async def test_a_request_with_a_body_on_a_stale_connection_is_not_retried(
     assert server.accepted == 1
 
 
+def closes_the_second_request_unanswered(counts: dict[tuple[bytes, bytes], int]) -> Respond:
+    """Counts the requests that reach it, by method and target; answers each, except the second one on a
+    connection: read, counted, then the connection is closed (the app's keep-alive ended as it came)."""
+
+    async def respond(request: Request, writer: asyncio.StreamWriter, index: int) -> bool:
+        key = (request.method, request.target)
+        counts[key] = counts.get(key, 0) + 1
+        if index == 1:
+            return False
+        writer.write(answer(body=b"ok"))
+        return True
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    ("method", "performed", "answered"),
+    [
+        ("GET", 2, b"ok"),  # idempotent: sent again on a new connection
+        ("HEAD", 2, b""),
+        ("OPTIONS", 2, b"ok"),
+        ("DELETE", 2, b"ok"),
+        ("PUT", 2, b"ok"),
+        ("POST", 1, None),  # may have been performed: never twice (RFC 9110 §9.2.2), a 502
+        ("PATCH", 1, None),
+    ],
+)
+async def test_a_request_on_a_stale_connection_is_retried_only_when_it_is_idempotent(
+    serve: ServerFactory, new_client: ClientFactory, method: str, performed: int, answered: bytes | None
+) -> None:
+    counts: dict[tuple[bytes, bytes], int] = {}
+    server = await serve(closes_the_second_request_unanswered(counts))
+    client = await new_client()
+    assert (await fetch(client, server.url + "/first")).body == b"ok"
+    if answered is None:
+        with pytest.raises(UpstreamProtocolError, match="closed the connection before answering") as failed:
+            await fetch(client, server.url + "/again", method)
+        assert failed.value.status == 502
+        assert server.accepted == 1
+    else:
+        assert (await fetch(client, server.url + "/again", method)).body == answered
+        assert server.accepted == 2
+    assert counts[method.encode(), b"/again"] == performed
+    assert (await fetch(client, server.url + "/after")).body == b"ok"  # the client goes on
+
+
+async def test_a_pooled_connection_found_closed_at_checkout_is_not_used_for_any_method(
+    serve: ServerFactory, new_client: ClientFactory
+) -> None:
+    async def respond(request: Request, writer: asyncio.StreamWriter, index: int) -> bool:
+        writer.write(answer(body=b"ok"))
+        return False  # keep-alive promised, then closed before the next request
+
+    server = await serve(respond)
+    client = await new_client()
+    await fetch(client, server.url + "/1")
+    await server.wait_for(lambda s: s.closed == 1)
+    for _ in range(100):  # the FIN reaches the client's loop within a few iterations
+        if client._count == 0:
+            break
+        await asyncio.sleep(0)
+    fetched = await fetch(client, server.url + "/2", "POST")  # never written to the closed connection
+    assert (fetched.status, fetched.body) == (200, b"ok")
+    assert [request.method for request in server.requests] == [b"GET", b"POST"]
+
+
 async def test_a_new_connection_closed_before_answering_is_not_retried(
     serve: ServerFactory, new_client: ClientFactory
 ) -> None:
