@@ -20,6 +20,12 @@ How it behaves:
   the method: bytes that follow make the connection unusable); an answer with neither `content-length`
   nor chunked ends when the connection closes (never reused); a framed body cut short is an error, and
   so is a response head over `max_header_size` bytes or `MAX_HEADERS` fields;
+* bytes past an answer's framing (a body on a `HEAD`, `204` or `304` answer, more than `content-length`,
+  garbage after the last chunk) never reach the next request: the answer stands and the connection is
+  closed. An answer that has no body by rule but announces one (`HEAD`, `204`, `304` with a non-zero
+  `content-length` or chunked) is never reused, as the app may send that body after the answer was
+  handed out; bytes that still come late on a reused connection (the first bytes of its answer are no
+  status line) make the request count as never answered there: retried once, like a stale connection;
 * a connection goes back to the pool only after a complete exchange: message complete, keep-alive (as
   llhttp says inside `on_message_complete`: afterwards it has reset), request body fully sent, response
   body fully handed out, no stray bytes, no error; anything else closes it (early exit, cancellation);
@@ -283,14 +289,19 @@ class _Connection(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except _PARSE_ERRORS as error:
-            if self.message_done:
-                self.extra = True  # garbage after a complete answer: not reusable, the answer stands
+            if self.message_done:  # garbage after a complete answer: not reusable, the answer stands
+                self.extra = True  # (and whoever waits for it is woken below)
             elif self.error is not None:
                 self.fail(self.error)  # raised by a callback (header limits)
+                return
             else:
+                if not self.headers_done and self.head_bytes == len(data) and not data.startswith(b"HTTP/"):
+                    # the first bytes are no answer: left over from the previous exchange (bytes past its
+                    # framing, sent late) on a reused connection; an idempotent request goes to a new one
+                    self.retryable = True
                 kind = UpstreamBodyError if self.headers_done else UpstreamProtocolError
                 self.fail(kind(f"invalid response from {self.origin.label}: {describe_error(error)}"))
-            return
+                return
         if not self.headers_done:
             if self.head_bytes > self.client.max_header_size:
                 self.fail(self._head_too_large())
@@ -371,6 +382,18 @@ class _Connection(asyncio.Protocol):
         if self.head_only:  # the answer to HEAD ends here, whatever content-length says
             self.keep_alive = parser.should_keep_alive()
             self.message_done = True
+        if (self.head_only or status == 204 or status == 304) and self.announces_body():
+            self.extra = True  # no body by rule, one announced: the app may send it anyway, late; not reused
+
+    def announces_body(self) -> bool:
+        """Whether the response head announces a body (`content-length` other than 0, or chunked)."""
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == b"content-length" and value.strip() != b"0":
+                return True
+            if lower == b"transfer-encoding":
+                return True
+        return False
 
     def on_body(self, body: bytes) -> None:
         if self.message_done:
