@@ -17,7 +17,12 @@ What is forwarded (and why):
   servers fold into `-`), minus `Expect` (the ASGI server already answered `100 Continue`), with
   `Host` kept or rewritten and `X-Forwarded-For/-Proto/-Host` replaced (see `gateway/forwarded.py`);
 * bodies streamed both ways with back-pressure (never buffered whole), compressed bytes untouched,
-  redirects and cookies passed to the browser, never followed or stored.
+  redirects and cookies passed to the browser, never followed or stored;
+* an answer without a body by rule is relayed with its headers and no body. A `204`'s or `304`'s
+  `Content-Length` is not relayed: uvicorn (httptools) takes it for a body still to come and fails the
+  response ("Response content shorter than Content-Length"), and nothing is lost (RFC 9110 §8.6 forbids
+  it on a `204` and makes it optional on a `304`, whose length caches never take, RFC 9111 §3.2). The
+  answer to `HEAD` keeps its `Content-Length` (the representation's length): both servers know `HEAD`.
 
 The proxy renders no error answers of its own. A failure before the response starts (unreachable,
 connect timeout, broken answer, no response headers within the read timeout) sends nothing: `forward`
@@ -258,6 +263,8 @@ class UpstreamProxy:
                 response_headers = filter_headers(answer.headers, HOP_BY_HOP)
                 response_headers.extend(add_response_headers)
                 status = answer.status
+                if status == 304 or status == 204:
+                    response_headers = [pair for pair in response_headers if pair[0] != b"content-length"]
                 await send({"type": "http.response.start", "status": status, "headers": response_headers})
                 response_bytes, client_gone, broke_off, ended = await self._stream_response(answer, receive, send, body)
                 if client_gone:
