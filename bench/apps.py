@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from gateway.edge.http1 import Http1UpstreamClient
+from gateway.upstream.http1 import Http1UpstreamClient
 
 Scope = dict[str, Any]
 

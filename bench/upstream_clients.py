@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import httpx
 
-from gateway.edge.http1 import Http1UpstreamClient
+from gateway.upstream.http1 import Http1UpstreamClient
 
 
 def _serve(port_out: multiprocessing.connection.Connection) -> None:

@@ -23,12 +23,12 @@ from gateway.clerk.errors import ClerkProtocolError
 from gateway.clerk.redirects import sign_in_url
 from gateway.clerk.request import RequestView
 from gateway.clerk_api.authenticator import Authenticator
-from gateway.edge.forwarded import FORWARDING_HEADER_PREFIX, FORWARDING_HEADERS, ForwardedPolicy
 from gateway.edge.navigation import is_navigation
 from gateway.edge.outcomes import Deny, Outcome, outcome_for
 from gateway.edge.paths import AmbiguousPath, CanonicalPath, canonical_path
 from gateway.edge.policy import Policy
 from gateway.edge.session_memo import SessionMemo
+from gateway.forwarded import FORWARDING_HEADER_PREFIX, FORWARDING_HEADERS, ForwardedPolicy
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")

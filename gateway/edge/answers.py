@@ -9,20 +9,17 @@ least as fast as a proxied signed-in GET).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Mapping
 from typing import Any
 
-from gateway.edge.asgi_types import Receive, Scope, Send
+from gateway.asgi_types import Receive, Scope, Send
 from gateway.edge.http_errors import error_body
 from gateway.edge.outcomes import Deny, Outcome, Proceed, Redirect
 
 Headers = list[tuple[bytes, bytes]]
 
 NO_STORE = (b"cache-control", b"no-store")
-
-
-def encode_headers(pairs: Iterable[tuple[str, str]]) -> Headers:
-    return [(name.lower().encode("latin-1"), value.encode("utf-8")) for name, value in pairs]
 
 
 async def send_answer(send: Send, status: int, headers: Headers, body: bytes = b"") -> None:
@@ -38,10 +35,6 @@ async def send_answer(send: Send, status: int, headers: Headers, body: bytes = b
 
 async def redirect(send: Send, location: str, headers: Headers, status: int = 307) -> None:
     await send_answer(send, status, [(b"location", location.encode("utf-8")), *headers])
-
-
-def wants_html(headers: Mapping[str, str]) -> bool:
-    return "text/html" in headers.get("accept", "") or headers.get("sec-fetch-dest") in ("document", "iframe")
 
 
 async def error(
@@ -80,11 +73,13 @@ async def send_outcome(send: Send, outcome: Redirect | Deny | Proceed, headers: 
     )
 
 
-async def refuse_websocket(scope: Scope, receive: Receive, send: Send, outcome: Outcome) -> None:
-    """Refuse an upgrade: with the HTTP answer itself where the server can send one (ASGI's
-    `websocket.http.response`), else by closing with 1008 (policy) or 1011 (the gateway failed)."""
-    message = await receive()
-    if message["type"] != "websocket.connect":
+async def refuse_websocket(
+    scope: Scope, receive: Receive, send: Send, outcome: Outcome, *, connected: bool = False
+) -> None:
+    """Refuse an upgrade (`connected`: its `websocket.connect` was received already): with the HTTP answer
+    itself where the server can send one (ASGI's `websocket.http.response`), else by closing with 1008
+    (policy) or 1011 (the gateway or the app failed)."""
+    if not connected and (await receive())["type"] != "websocket.connect":
         return
     status = status_of(outcome)
     if "websocket.http.response" in scope.get("extensions", {}):
@@ -105,4 +100,5 @@ async def refuse_websocket(scope: Scope, receive: Receive, send: Send, outcome: 
         )
         await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
         return
-    await send({"type": "websocket.close", "code": 1011 if status >= 500 else 1008})
+    with contextlib.suppress(OSError, RuntimeError):  # already closed
+        await send({"type": "websocket.close", "code": 1011 if status >= 500 else 1008})

@@ -18,8 +18,8 @@ from contextlib import asynccontextmanager, suppress
 from litestar import Litestar
 from litestar.datastructures import State
 
+from gateway.asgi_types import Receive, Scope, Send
 from gateway.edge import answers
-from gateway.edge.asgi_types import Receive, Scope, Send
 from gateway.edge.endpoints import HANDLERS
 from gateway.edge.gate import Gate
 from gateway.edge.observability import Observability, configure_access_log

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 from litestar import Request, Response, get
 from litestar.response.base import ASGIResponse
 
+from gateway.asgi_types import Scope
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.errors import ClerkProtocolError
 from gateway.clerk.request import RequestView
-from gateway.edge.asgi_types import Scope
 from gateway.edge.forward_auth import forward_auth
 from gateway.edge.outcomes import Deny
 from gateway.edge.runtime import EdgeRuntime

@@ -31,13 +31,14 @@ from urllib.parse import quote_from_bytes, urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from gateway.asgi_types import Receive, Scope, Send
 from gateway.clerk.errors import ConfigurationError
 from gateway.clerk.keys import PublishableKey, parse_publishable_key
-from gateway.edge.asgi_types import Receive, Scope, Send
-from gateway.edge.forwarded import ForwardedPolicy
 from gateway.edge.http_errors import send_bytes
-from gateway.edge.proxy import HOP_BY_HOP, ClientDisconnected, filter_headers
+from gateway.forwarded import ForwardedPolicy
 from gateway.settings import Secret
+from gateway.upstream.client import ClientDisconnected
+from gateway.upstream.headers import HOP_BY_HOP, filter_headers
 
 logger = logging.getLogger("gateway.frontend_api")
 

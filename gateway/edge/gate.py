@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 
+from gateway.asgi_types import Receive, Scope, Send
 from gateway.clerk.decide import AuthState
 from gateway.edge import answers
 from gateway.edge.admission import Incoming, Screened
-from gateway.edge.asgi_types import Receive, Scope, Send
 from gateway.edge.outcomes import Deny, Outcome, Proceed
 from gateway.edge.record import RequestRecord, record_of, stamp, stamping
 from gateway.edge.runtime import EdgeRuntime
@@ -59,21 +59,36 @@ class Gate:
             return
         identity = runtime.identity.headers_for(outcome.state)
         if websocket:
-            await proxy.forward_websocket(
+            failed = await proxy.forward_websocket(
                 scope, receive, send, add_request_headers=identity, remove_request_headers=runtime.identity.strip
             )
+            if failed is not None:  # the app refused or failed the upgrade: the client's connect was received
+                refusal = Deny(failed.status, failed.code, failed.public_message)
+                await answers.refuse_websocket(scope, receive, send, refusal, connected=True)
             return
+        response_headers = stamp(record, list(outcome.response_headers), 0)
         proxied = await proxy.forward(
             scope,
             receive,
             send,
             add_request_headers=identity,
             remove_request_headers=runtime.identity.strip,
-            add_response_headers=stamp(record, list(outcome.response_headers), 0),
+            add_response_headers=response_headers,
         )
         record.status = proxied.status
         record.upstream_seconds = proxied.upstream_seconds
         record.upstream_error = proxied.error
+        failure = proxied.failure
+        if failure is not None:  # the app failed before answering: nothing was sent yet
+            record.status = failure.status
+            await answers.error(
+                send,
+                failure.status,
+                failure.code,
+                failure.public_message,
+                html_page=screened.navigation,
+                headers=response_headers,
+            )
 
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, record: RequestRecord, outcome: Outcome

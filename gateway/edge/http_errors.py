@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from gateway.edge.asgi_types import Send
+from gateway.asgi_types import Send
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -29,11 +29,6 @@ REASONS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
-
-
-def wants_html(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """A browser navigation: `Accept` names `text/html` (API clients send `*/*` or `application/json`)."""
-    return any(name == b"accept" and b"text/html" in value for name, value in headers)
 
 
 _PAGE_STYLE = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#1d2330}"

@@ -42,8 +42,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.asgi_types import Receive, Scope, Send
 from gateway.edge import answers
-from gateway.edge.asgi_types import Receive, Scope, Send
 from gateway.edge.record import RECORD_KEY, REQUEST_ID, RequestRecord, RouteClass, stamp, stamping
 from gateway.edge.runtime import EdgeRuntime
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from gateway.edge.asgi_types import Send
+from gateway.asgi_types import Send
 
 RECORD_KEY = "gateway.record"
 

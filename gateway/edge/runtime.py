@@ -18,12 +18,12 @@ from gateway.clerk.asks import KeysAnswer
 from gateway.clerk.keys import PublishableKey
 from gateway.clerk_api.authenticator import Authenticator
 from gateway.edge.admission import Admission
-from gateway.edge.forwarded import ForwardedPolicy
 from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
 from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
 from gateway.edge.policy import Policy
-from gateway.edge.proxy import UpstreamProxy
+from gateway.forwarded import ForwardedPolicy
 from gateway.settings import Settings
+from gateway.upstream.proxy import UpstreamProxy
 
 logger = logging.getLogger("gateway")
 

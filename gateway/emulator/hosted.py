@@ -10,19 +10,17 @@ from __future__ import annotations
 import html
 from importlib import resources
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.response.base import ASGIResponse
 
 from gateway.emulator.errors import ClerkAPIError
+from gateway.emulator.fapi_requests import Fapi
 from gateway.emulator.responses import html_reply, redirect
 from gateway.emulator.urls import absolute_http_url, with_query_param
 from gateway.emulator.web import body_params, fapi_context, query_param, text_param
-
-if TYPE_CHECKING:
-    from gateway.emulator.app_fapi import Fapi
 
 SIGN_IN_PATH = "/sign-in"
 SIGN_OUT_PATH = "/sign-out"

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from gateway.clerk.keys import make_publishable_key
-from gateway.edge.forwarded import ForwardedPolicy
 from gateway.edge.frontend_api import FrontendApiProxy, frontend_api_base_url
+from gateway.forwarded import ForwardedPolicy
 from tests.support.upstream import EchoUpstream, serving_asgi, unused_port
 
 SECRET_KEY = "sk_test_proxy-secret-0123456789"

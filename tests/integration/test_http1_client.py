@@ -23,14 +23,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.edge.http1 import READ_HIGH_WATER, Http1UpstreamClient
-from gateway.edge.proxy import (
+from gateway.upstream.client import (
     UpstreamBodyError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from gateway.upstream.http1 import READ_HIGH_WATER, Http1UpstreamClient
 from tests.support.upstream import unused_port
 
 MiB = 1024 * 1024
@@ -404,6 +404,72 @@ async def test_a_request_with_a_body_on_a_stale_connection_is_not_retried(
     assert server.accepted == 1
 
 
+def closes_the_second_request_unanswered(counts: dict[tuple[bytes, bytes], int]) -> Respond:
+    """Counts the requests that reach it, by method and target; answers each, except the second one on a
+    connection: read, counted, then the connection is closed (the app's keep-alive ended as it came)."""
+
+    async def respond(request: Request, writer: asyncio.StreamWriter, index: int) -> bool:
+        key = (request.method, request.target)
+        counts[key] = counts.get(key, 0) + 1
+        if index == 1:
+            return False
+        writer.write(answer(body=b"ok"))
+        return True
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    ("method", "performed", "answered"),
+    [
+        ("GET", 2, b"ok"),  # idempotent: sent again on a new connection
+        ("HEAD", 2, b""),
+        ("OPTIONS", 2, b"ok"),
+        ("DELETE", 2, b"ok"),
+        ("PUT", 2, b"ok"),
+        ("POST", 1, None),  # may have been performed: never twice (RFC 9110 §9.2.2), a 502
+        ("PATCH", 1, None),
+    ],
+)
+async def test_a_request_on_a_stale_connection_is_retried_only_when_it_is_idempotent(
+    serve: ServerFactory, new_client: ClientFactory, method: str, performed: int, answered: bytes | None
+) -> None:
+    counts: dict[tuple[bytes, bytes], int] = {}
+    server = await serve(closes_the_second_request_unanswered(counts))
+    client = await new_client()
+    assert (await fetch(client, server.url + "/first")).body == b"ok"
+    if answered is None:
+        with pytest.raises(UpstreamProtocolError, match="closed the connection before answering") as failed:
+            await fetch(client, server.url + "/again", method)
+        assert failed.value.status == 502
+        assert server.accepted == 1
+    else:
+        assert (await fetch(client, server.url + "/again", method)).body == answered
+        assert server.accepted == 2
+    assert counts[method.encode(), b"/again"] == performed
+    assert (await fetch(client, server.url + "/after")).body == b"ok"  # the client goes on
+
+
+async def test_a_pooled_connection_found_closed_at_checkout_is_not_used_for_any_method(
+    serve: ServerFactory, new_client: ClientFactory
+) -> None:
+    async def respond(request: Request, writer: asyncio.StreamWriter, index: int) -> bool:
+        writer.write(answer(body=b"ok"))
+        return False  # keep-alive promised, then closed before the next request
+
+    server = await serve(respond)
+    client = await new_client()
+    await fetch(client, server.url + "/1")
+    await server.wait_for(lambda s: s.closed == 1)
+    for _ in range(100):  # the FIN reaches the client's loop within a few iterations
+        if client._count == 0:
+            break
+        await asyncio.sleep(0)
+    fetched = await fetch(client, server.url + "/2", "POST")  # never written to the closed connection
+    assert (fetched.status, fetched.body) == (200, b"ok")
+    assert [request.method for request in server.requests] == [b"GET", b"POST"]
+
+
 async def test_a_new_connection_closed_before_answering_is_not_retried(
     serve: ServerFactory, new_client: ClientFactory
 ) -> None:
@@ -466,7 +532,7 @@ async def test_interim_answers_are_skipped_for_the_final_status_and_headers(
     assert fetched.headers == [(b"X-Final", b"yes"), (b"Content-Length", b"4")]
 
 
-async def test_head_answers_end_with_their_headers_and_the_connection_is_reused(
+async def test_head_answers_end_with_their_headers(
     serve: ServerFactory, new_client: ClientFactory
 ) -> None:
     async def respond(request: Request, writer: asyncio.StreamWriter, index: int) -> bool:
@@ -481,7 +547,9 @@ async def test_head_answers_end_with_their_headers_and_the_connection_is_reused(
     head = await fetch(client, server.url + "/", "HEAD")
     assert (head.status, head.chunks, dict(head.headers)[b"Content-Length"]) == (200, [], b"1000")
     assert len((await fetch(client, server.url + "/")).body) == 1000
-    assert server.accepted == 1
+    assert server.accepted == 2  # a HEAD answer announcing a body is not reused: the app might send it late
+    head = await fetch(client, server.url + "/empty", "HEAD")
+    assert (head.status, head.chunks) == (200, [])
 
 
 async def test_a_head_answer_followed_by_a_body_is_not_reused(serve: ServerFactory, new_client: ClientFactory) -> None:
@@ -500,6 +568,51 @@ async def test_bytes_after_a_complete_answer_make_the_connection_unusable(
     assert (await fetch(client, server.url + "/")).body == b"ok"
     assert (await fetch(client, server.url + "/")).body == b"ok"
     assert server.accepted == 2
+
+
+PAST_FRAMING = {
+    # case: (method of the first request, its answer as framed, the bytes past that framing, its body)
+    "a body on a HEAD answer": ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"hello", b""),
+    "a body on a 204": ("GET", b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", b"hello", b""),
+    "a body on a 304": ("GET", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", b"hello", b""),
+    "10 bytes for content-length 5": ("GET", answer(body=b"hello"), b"world", b"hello"),
+    "garbage after the last chunk": (
+        "GET",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"garbage",
+        b"hello",
+    ),
+}
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["at once", "late"])
+@pytest.mark.parametrize("case", sorted(PAST_FRAMING))
+async def test_bytes_past_an_answers_framing_never_reach_the_next_request(
+    serve: ServerFactory, new_client: ClientFactory, case: str, late: bool
+) -> None:
+    """At once: in the same write as the answer. Late: only once the next request came on that connection
+    (the worst timing: they come before its answer)."""
+    method, framed, past, body = PAST_FRAMING[case]
+    left_over: dict[asyncio.StreamWriter, bytes] = {}
+
+    async def respond(request: Request, writer: asyncio.StreamWriter, index: int) -> bool:
+        if request.target == b"/first":
+            writer.write(framed if late else framed + past)
+            if late:
+                left_over[writer] = past
+        else:
+            writer.write(left_over.pop(writer, b"") + answer(body=b"next"))
+        return True
+
+    server = await serve(respond)
+    client = await new_client()
+    first = await asyncio.wait_for(fetch(client, server.url + "/first", method), 5)
+    assert first.body == body, case
+    after = await asyncio.wait_for(fetch(client, server.url + "/next"), 5)
+    assert (after.status, after.body) == (200, b"next"), case
+    assert server.accepted == 2, case  # the next request went to a fresh connection
+    assert (await fetch(client, server.url + "/again")).body == b"next"
+    assert server.accepted == 2, case  # ... which is reused
 
 
 async def test_repeated_set_cookie_headers_are_kept_in_order_with_their_spelling(

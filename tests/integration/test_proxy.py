@@ -21,14 +21,12 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.edge.forwarded import ForwardedPolicy
-from gateway.edge.proxy import (
-    ProxyOutcome,
-    UpstreamProxy,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-    _translate,
-)
+from gateway.edge import answers
+from gateway.edge.http_errors import wants_html
+from gateway.forwarded import ForwardedPolicy
+from gateway.upstream.client import UpstreamTimeout, UpstreamUnreachable
+from gateway.upstream.proxy import ProxyOutcome, UpstreamProxy
+from gateway.upstream.websocket import _translate
 from tests.support.upstream import EchoUpstream, serving_asgi, unused_port
 
 IDENTITY = frozenset({b"x-clerk-auth-status", b"x-clerk-user-id"})
@@ -48,9 +46,14 @@ class MiniGateway:
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
         if scope["type"] == "websocket":
-            await self.proxy.forward_websocket(
+            failure = await self.proxy.forward_websocket(
                 scope, receive, send, add_request_headers=ADDED_REQUEST, remove_request_headers=IDENTITY
             )
+            if failure is not None:  # the gate's part: refuse the handshake
+                html_page = wants_html(scope["headers"])
+                await answers.refuse_websocket(
+                    scope, send, failure.status, failure.code, failure.public_message, html_page=html_page
+                )
             return
         outcome = await self.proxy.forward(
             scope,
@@ -60,6 +63,12 @@ class MiniGateway:
             remove_request_headers=IDENTITY,
             add_response_headers=ADDED_RESPONSE,
         )
+        if outcome.failure is not None:  # the gate's part: the error answer
+            error = outcome.failure
+            html_page = wants_html(scope["headers"])
+            await answers.error(
+                send, error.status, error.code, error.public_message, html_page=html_page, headers=list(ADDED_RESPONSE)
+            )
         self.outcomes.append(outcome)
         self.finished.set()
 
@@ -375,7 +384,8 @@ async def test_slow_upstream_is_a_504(gateway: GatewayFactory) -> None:
     response = await running.client.get("/_/slow", params={"seconds": 10})
     assert response.status_code == 504
     assert response.json()["error"] == "gateway_timeout"
-    assert running.gateway.outcomes[-1].status == 504
+    outcome = running.gateway.outcomes[-1]
+    assert outcome.status == 0 and outcome.failure is not None and outcome.failure.status == 504
 
 
 def test_aiohttp_errors_map_to_gateway_statuses() -> None:

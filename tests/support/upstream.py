@@ -245,7 +245,7 @@ async def serving_asgi(app: Any, **options: Any) -> AsyncIterator[str]:
         "server_header": False,
         "date_header": False,
         # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and rewrite `client`/`scheme`
-        # itself; the gateway decides that (gateway/edge/forwarded.py).
+        # itself; the gateway decides that (gateway/forwarded.py).
         "proxy_headers": False,
         "timeout_graceful_shutdown": 2,
         **options,

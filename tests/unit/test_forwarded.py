@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.edge.forwarded import ClientInfo, ForwardedPolicy, upstream_forwarding_headers
+from gateway.forwarded import ClientInfo, ForwardedPolicy, upstream_forwarding_headers
 
 PROXIES = ForwardedPolicy((ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")))
 NOBODY = ForwardedPolicy(())

@@ -5,9 +5,9 @@ ASGI proxy (granian, 1 core, 64 connections, small answers from nginx) did 6,800
 `ClientSession`, 26,500 over a bare Protocol + httptools prototype and 22,500 over `Http1UpstreamClient`
 (the prototype plus timeouts, limits, back-pressure, retries and checks); the whole gateway went from
 4,600 to 8,750 req/s with it. (Before aiohttp, httpx's pool had done 387 req/s.) WebSockets still go
-through aiohttp (`AiohttpUpstreamClient`, which `Http1UpstreamClient` owns). The client hides behind
-`UpstreamClient` (a `Protocol`, in `upstream.py` with the errors), so it can be swapped without touching
-`UpstreamProxy`, which only knows ASGI messages, header lists and those errors.
+through aiohttp (`AiohttpUpstreamClient` in `websocket.py`, which `Http1UpstreamClient` owns). The client
+hides behind `UpstreamClient` (a `Protocol`, in `client.py` with the errors), so it can be swapped without
+touching `UpstreamProxy`, which only knows ASGI messages, header lists and those errors.
 
 What is forwarded (and why):
 * the raw path and query exactly as received (nothing re-encoded: the client sends them verbatim), so
@@ -15,14 +15,22 @@ What is forwarded (and why):
 * the request headers minus hop-by-hop headers (RFC 9110 §7.6.1, plus any named in `Connection`),
   minus the identity headers the gateway itself sets (spoofs, also in their `_` spelling which some
   servers fold into `-`), minus `Expect` (the ASGI server already answered `100 Continue`), with
-  `Host` kept or rewritten and `X-Forwarded-For/-Proto/-Host` replaced (see `forwarded.py`);
+  `Host` kept or rewritten and `X-Forwarded-For/-Proto/-Host` replaced (see `gateway/forwarded.py`);
 * bodies streamed both ways with back-pressure (never buffered whole), compressed bytes untouched,
-  redirects and cookies passed to the browser, never followed or stored.
+  redirects and cookies passed to the browser, never followed or stored;
+* an answer without a body by rule is relayed with its headers and no body. A `204`'s or `304`'s
+  `Content-Length` is not relayed: uvicorn (httptools) takes it for a body still to come and fails the
+  response ("Response content shorter than Content-Length"), and nothing is lost (RFC 9110 §8.6 forbids
+  it on a `204` and makes it optional on a `304`, whose length caches never take, RFC 9111 §3.2). The
+  answer to `HEAD` keeps its `Content-Length` (the representation's length): both servers know `HEAD`.
 
-Failures before the response starts become 502 (unreachable, connect timeout, broken answer) or 504
-(no response headers within the read timeout), as short JSON or HTML. A failure after the response
-started cannot change the status any more: the client connection is closed mid-body (the ASGI call
-returns without completing the response, which servers answer by closing the connection).
+The proxy renders no error answers of its own. A failure before the response starts (unreachable,
+connect timeout, broken answer, no response headers within the read timeout) sends nothing: `forward`
+returns it as `ProxyOutcome.failure` (an `UpstreamError`: its `status`, 502 or 504, `code` and
+`public_message` say what to answer) and the caller answers; `forward_websocket` returns the failure of
+a handshake the same way. A failure after the response started cannot change the status any more: the
+client connection is closed mid-body (the ASGI call returns without completing the response, which
+servers answer by closing the connection).
 """
 
 from __future__ import annotations
@@ -31,255 +39,39 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote_from_bytes, urlsplit
 
-import aiohttp
 from yarl import URL
 
-from gateway.edge.asgi_types import Receive, Scope, Send
-from gateway.edge.forwarded import (
+from gateway.asgi_types import Receive, Scope, Send
+from gateway.forwarded import (
     FORWARDING_HEADER_PREFIX,
     FORWARDING_HEADERS,
     UPSTREAM_FORWARDING_HEADERS,
     ForwardedPolicy,
     upstream_forwarding_headers,
 )
-from gateway.edge.http1 import Http1UpstreamClient
-from gateway.edge.http_errors import error_body, send_error, wants_html
-from gateway.edge.upstream import (
+from gateway.upstream.client import (
+    ClientDisconnected,
     UpstreamBodyError,
     UpstreamClient,
     UpstreamError,
-    UpstreamHandshakeRefused,
-    UpstreamProtocolError,
     UpstreamResponse,
-    UpstreamTimeout,
-    UpstreamUnreachable,
     UpstreamWebSocket,
     WebSocketMessage,
+    describe_error,
 )
-from gateway.edge.upstream import describe_error as _describe
+from gateway.upstream.headers import HOP_BY_HOP, Headers, filter_headers, named_by
+from gateway.upstream.http1 import Http1UpstreamClient
 
 logger = logging.getLogger("gateway.proxy")
 
-Headers = list[tuple[bytes, bytes]]
-
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 _NOT_FORWARDED = HOP_BY_HOP | UPSTREAM_FORWARDING_HEADERS | {b"host", b"expect"}
 _NOT_FORWARDED_WEBSOCKET = _NOT_FORWARDED | {b"content-length"}
 _NOT_RETURNED_WEBSOCKET = HOP_BY_HOP | {b"content-length", b"date", b"server"}
-RESPONSE_CHUNK = 64 * 1024
-WEBSOCKET_MAX_MESSAGE = 16 * 1024 * 1024
-
-
-# ------------------------------------------------------------------------------------------------ errors
-
-
-class ClientDisconnected(Exception):
-    """The client went away while we were reading its request body."""
-
-
-# ------------------------------------------------------------------------------ the aiohttp implementation
-
-
-def _text(value: bytes) -> str:
-    """aiohttp writes header strings as UTF-8: decoding as UTF-8 keeps the bytes exact when they are UTF-8."""
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
-
-
-class _AiohttpResponse:
-    __slots__ = ("_response",)
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-
-    @property
-    def status(self) -> int:
-        return self._response.status
-
-    @property
-    def headers(self) -> Sequence[tuple[bytes, bytes]]:
-        return self._response.raw_headers
-
-    @property
-    def complete(self) -> bool:
-        return self._response.content.at_eof()
-
-    async def iter_body(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_chunked(RESPONSE_CHUNK):
-                yield chunk
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise UpstreamBodyError(_describe(error)) from error
-
-
-class _AiohttpWebSocket:
-    __slots__ = ("_socket",)
-
-    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
-        self._socket = socket
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self._socket.protocol
-
-    @property
-    def headers(self) -> Sequence[tuple[bytes, bytes]]:
-        response = self._socket._response  # the handshake response: cookies the app sets on upgrade
-        return response.raw_headers
-
-    async def send(self, message: WebSocketMessage) -> None:
-        if message.kind == "text":
-            await self._socket.send_str(str(message.data))
-        elif message.kind == "binary":
-            await self._socket.send_bytes(message.data if isinstance(message.data, bytes) else message.data.encode())
-        else:
-            await self._socket.close(code=message.code, message=message.reason.encode())
-
-    async def receive(self) -> WebSocketMessage:
-        message = await self._socket.receive()
-        if message.type == aiohttp.WSMsgType.TEXT:
-            return WebSocketMessage("text", message.data)
-        if message.type == aiohttp.WSMsgType.BINARY:
-            return WebSocketMessage("binary", message.data)
-        if message.type == aiohttp.WSMsgType.CLOSE:
-            return WebSocketMessage("close", code=int(message.data or 1000), reason=str(message.extra or ""))
-        code = self._socket.close_code
-        if message.type == aiohttp.WSMsgType.ERROR or code is None:
-            return WebSocketMessage("close", code=1011, reason="upstream error")
-        return WebSocketMessage("close", code=code)
-
-
-class AiohttpUpstreamClient:
-    """One `aiohttp.ClientSession` per process: pooled keep-alive connections, no cookie jar,
-    bytes passed through undecoded, no redirects followed, no headers invented."""
-
-    def __init__(
-        self,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        limit: int = 256,
-        ttl_dns_cache: int = 300,
-        keepalive_timeout: float = 30.0,
-        max_header_size: int = 64 * 1024,
-    ) -> None:
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.limit = limit
-        self.ttl_dns_cache = ttl_dns_cache
-        self.keepalive_timeout = keepalive_timeout
-        self.max_header_size = max_header_size
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._session is not None:
-            return
-        connector = aiohttp.TCPConnector(
-            limit=self.limit, ttl_dns_cache=self.ttl_dns_cache, keepalive_timeout=self.keepalive_timeout
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            trust_env=False,
-            # sock_read starts once the request body is sent: "no answer within read_timeout", then
-            # "no byte for read_timeout" between body chunks, like nginx's proxy_read_timeout.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=self.read_timeout),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            max_line_size=self.max_header_size,
-            max_field_size=self.max_header_size,
-            max_headers=256,
-            read_bufsize=RESPONSE_CHUNK,
-        )
-
-    async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-
-    def _started(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("AiohttpUpstreamClient.start() was not called (app lifespan)")
-        return self._session
-
-    @asynccontextmanager
-    async def request(
-        self, method: str, url: str, headers: Sequence[tuple[bytes, bytes]], body: AsyncIterable[bytes] | None
-    ) -> AsyncIterator[UpstreamResponse]:
-        session = self._started()
-        try:
-            response = await session.request(
-                method,
-                URL(url, encoded=True),
-                headers=[(_text(name), _text(value)) for name, value in headers],
-                data=body,
-                allow_redirects=False,
-                compress=None,
-            )
-        except BaseException as error:
-            raise _translate(error) from error
-        try:
-            yield _AiohttpResponse(response)
-        finally:
-            response.release()
-
-    @asynccontextmanager
-    async def websocket(
-        self, url: str, headers: Sequence[tuple[bytes, bytes]], subprotocols: Sequence[str]
-    ) -> AsyncIterator[UpstreamWebSocket]:
-        session = self._started()
-        try:
-            socket = await session.ws_connect(
-                URL(url, encoded=True),
-                headers=[(_text(name), _text(value)) for name, value in headers],
-                protocols=tuple(subprotocols),
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self.connect_timeout),
-                autoclose=True,
-                autoping=True,
-                max_msg_size=WEBSOCKET_MAX_MESSAGE,
-            )
-        except aiohttp.WSServerHandshakeError as error:
-            raise UpstreamHandshakeRefused(error.status, error.message) from error
-        except BaseException as error:
-            raise _translate(error) from error
-        try:
-            yield _AiohttpWebSocket(socket)
-        finally:
-            await socket.close()
-
-
-def _translate(error: BaseException) -> BaseException:
-    """aiohttp's exceptions → ours (other exceptions, e.g. cancellation, unchanged)."""
-    message = _describe(error)
-    if isinstance(error, aiohttp.ConnectionTimeoutError):
-        return UpstreamUnreachable(f"connect timeout: {message}")
-    if isinstance(error, aiohttp.ServerTimeoutError | TimeoutError):
-        return UpstreamTimeout(message)
-    if isinstance(error, aiohttp.ClientConnectorError):
-        return UpstreamUnreachable(message)
-    if isinstance(error, aiohttp.ClientError):
-        return UpstreamProtocolError(message)
-    return error
 
 
 # ----------------------------------------------------------------------------------------- the proxy
@@ -295,6 +87,8 @@ class ProxyOutcome:
     response_bytes: int
     error: str | None = None
     client_disconnected: bool = False
+    failure: UpstreamError | None = None
+    """Set when the app failed before the response started: nothing was sent, the caller answers."""
 
 
 class _RequestBody:
@@ -330,35 +124,6 @@ def _normalized_names(names: frozenset[bytes]) -> frozenset[bytes]:
 def _dropped_from_untrusted(drop: frozenset[bytes], spoofs: frozenset[bytes]) -> frozenset[bytes]:
     """Every header name an untrusted peer's request loses, as one set (one lookup per header)."""
     return drop | FORWARDING_HEADERS | spoofs
-
-
-@lru_cache(maxsize=256)
-def _named_by(connection: bytes) -> frozenset[bytes]:
-    """The header names a `Connection` value lists beyond the hop-by-hop ones (`keep-alive`: none)."""
-    return frozenset(token.strip().lower() for token in connection.split(b",")) - HOP_BY_HOP
-
-
-def filter_headers(
-    headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes], spoofs: frozenset[bytes] = frozenset()
-) -> Headers:
-    """Headers minus `drop` (lower-case names, the hop-by-hop ones among them) minus `spoofs` (`-`
-    spelling; `_` spellings match too) minus whatever `Connection` names. Names are lower-cased on the
-    way (ASGI's convention). One pass; a second only when `Connection` names more than hop-by-hop."""
-    kept: Headers = []
-    connection: bytes | None = None
-    for name, value in headers:
-        lower = name.lower()
-        if lower in drop:
-            if lower == b"connection":
-                connection = value if connection is None else connection + b"," + value
-            continue
-        if spoofs and (lower.replace(b"_", b"-") if b"_" in lower else lower) in spoofs:
-            continue
-        kept.append((lower, value))
-    named = _named_by(connection) if connection is not None else None
-    if named:
-        kept = [pair for pair in kept if pair[0] not in named]
-    return kept
 
 
 def _has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
@@ -462,7 +227,7 @@ class UpstreamProxy:
                 if lower == b"content-length" and value.strip() != b"0":
                     has_body = True
                 headers.append((lower, value))
-            named = _named_by(connection) if connection is not None else None
+            named = named_by(connection) if connection is not None else None
             if named:
                 headers = [pair for pair in headers if pair[0] not in named]
             info = self.forwarded.untrusted_client(scope, host_header)
@@ -483,7 +248,9 @@ class UpstreamProxy:
         remove_request_headers: frozenset[bytes] = frozenset(),
         add_response_headers: Iterable[tuple[bytes, bytes]] = (),
     ) -> ProxyOutcome:
-        """Proxy one ASGI `http` request; never raises for upstream failures (they become 502/504)."""
+        """Proxy one ASGI `http` request; never raises for upstream failures. One that happens before the
+        response started sends nothing: the outcome carries it (`failure`, `status` 0) for the caller to
+        answer (`failure.status`, `.code`, `.public_message`, with `add_response_headers`)."""
         started_at = time.perf_counter()
         upstream_seconds = 0.0
         headers, has_body = self._request_headers(scope, _NOT_FORWARDED, add_request_headers, remove_request_headers)
@@ -496,6 +263,8 @@ class UpstreamProxy:
                 response_headers = filter_headers(answer.headers, HOP_BY_HOP)
                 response_headers.extend(add_response_headers)
                 status = answer.status
+                if status == 304 or status == 204:
+                    response_headers = [pair for pair in response_headers if pair[0] != b"content-length"]
                 await send({"type": "http.response.start", "status": status, "headers": response_headers})
                 response_bytes, client_gone, broke_off, ended = await self._stream_response(answer, receive, send, body)
                 if client_gone:
@@ -512,15 +281,8 @@ class UpstreamProxy:
                 return self._outcome(status, upstream_seconds, body, response_bytes, error=str(error))
             logger.warning("upstream %s failed: %s", type(error).__name__, error)
             upstream_seconds = time.perf_counter() - started_at
-            sent = await send_error(
-                send,
-                error.status,
-                error.code,
-                error.public_message,
-                as_html=wants_html(scope["headers"]),
-                extra_headers=add_response_headers,
-            )
-            return self._outcome(error.status, upstream_seconds, body, sent, error=str(error))
+            request_bytes = body.bytes_read if body is not None else 0
+            return ProxyOutcome(0, upstream_seconds, request_bytes, 0, str(error), failure=error)
         except (ClientDisconnected, OSError):
             return self._outcome(status, upstream_seconds, body, response_bytes, disconnected=True)
         return self._outcome(status, upstream_seconds, body, response_bytes)
@@ -582,11 +344,16 @@ class UpstreamProxy:
         *,
         add_request_headers: Iterable[tuple[bytes, bytes]] = (),
         remove_request_headers: frozenset[bytes] = frozenset(),
-    ) -> None:
-        """Proxy one ASGI `websocket` connection: subprotocols, text/binary messages and close codes."""
+    ) -> UpstreamError | None:
+        """Proxy one ASGI `websocket` connection: subprotocols, text/binary messages and close codes.
+
+        When the app cannot be reached or refuses the handshake, nothing is sent to the client: the
+        failure is returned for the caller to refuse the handshake with (its `status` is the app's own
+        4xx/5xx for a refusal, else 502/504); None once the connection was accepted (or never asked for).
+        """
         message = await receive()
         if message["type"] != "websocket.connect":
-            return
+            return None
         headers = [
             (name, value)
             for name, value in self._request_headers(
@@ -609,12 +376,12 @@ class UpstreamProxy:
                 await _relay_websocket(upstream, receive, send)
         except UpstreamError as error:
             logger.warning("upstream WebSocket %s failed: %s", type(error).__name__, error)
-            if accepted:
-                await _close_client(send, 1011, "upstream error")
-            else:
-                await _reject_websocket(scope, send, error)
+            if not accepted:
+                return error
+            await _close_client(send, 1011, "upstream error")
         except OSError:
-            return  # the client went away
+            pass  # the client went away
+        return None
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
@@ -626,25 +393,6 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 async def _close_client(send: Send, code: int, reason: str = "") -> None:
     with contextlib.suppress(OSError, RuntimeError):  # already closed
         await send({"type": "websocket.close", "code": code, "reason": reason})
-
-
-async def _reject_websocket(scope: Scope, send: Send, error: UpstreamError) -> None:
-    """Refuse the handshake with an HTTP answer when the server supports it, else a plain close (403)."""
-    if "websocket.http.response" not in scope.get("extensions", {}):
-        await _close_client(send, 1011, "upstream unavailable")
-        return
-    status = error.status
-    if isinstance(error, UpstreamHandshakeRefused) and 400 <= error.upstream_status < 600:
-        status = error.upstream_status
-    content_type, payload = error_body(status, error.code, error.public_message, as_html=wants_html(scope["headers"]))
-    await send(
-        {
-            "type": "websocket.http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())],
-        }
-    )
-    await send({"type": "websocket.http.response.body", "body": payload, "more_body": False})
 
 
 def _sendable_close_code(code: int | None) -> int:
@@ -694,5 +442,5 @@ async def _relay_websocket(upstream: UpstreamWebSocket, receive: Receive, send: 
         error = task.exception()
         if isinstance(error, UpstreamError):
             raise error
-        if isinstance(error, aiohttp.ClientError | ConnectionError):
-            raise UpstreamBodyError(_describe(error)) from error
+        if isinstance(error, ConnectionError):
+            raise UpstreamBodyError(describe_error(error)) from error

@@ -20,6 +20,12 @@ How it behaves:
   the method: bytes that follow make the connection unusable); an answer with neither `content-length`
   nor chunked ends when the connection closes (never reused); a framed body cut short is an error, and
   so is a response head over `max_header_size` bytes or `MAX_HEADERS` fields;
+* bytes past an answer's framing (a body on a `HEAD`, `204` or `304` answer, more than `content-length`,
+  garbage after the last chunk) never reach the next request: the answer stands and the connection is
+  closed. An answer that has no body by rule but announces one (`HEAD`, `204`, `304` with a non-zero
+  `content-length` or chunked) is never reused, as the app may send that body after the answer was
+  handed out; bytes that still come late on a reused connection (the first bytes of its answer are no
+  status line) make the request count as never answered there: retried once, like a stale connection;
 * a connection goes back to the pool only after a complete exchange: message complete, keep-alive (as
   llhttp says inside `on_message_complete`: afterwards it has reset), request body fully sent, response
   body fully handed out, no stray bytes, no error; anything else closes it (early exit, cancellation);
@@ -27,7 +33,10 @@ How it behaves:
   idle connection to another origin is closed to make room), idle connections older than
   `keepalive_timeout` dropped when met, connections the app closed while idle removed;
 * a reused connection that dies before any byte of the answer (the app closed it while it was idle) is
-  retried once on a new connection, only for requests without a body;
+  retried once on a new connection, only for idempotent requests without a body (GET, HEAD, OPTIONS,
+  TRACE, PUT, DELETE: RFC 9110 §9.2.2): the request may have reached the app, and a POST or PATCH must
+  not be performed twice (it fails: 502). A pooled connection found closed before the request is written
+  (at checkout) is never used, whatever the method: the request goes to another one;
 * timeouts: `connect_timeout` (TCP and TLS); `read_timeout` of silence, measured from the last byte
   received or body chunk sent, by one timer per connection that re-arms for the remainder when it fires
   (nothing is re-armed per chunk), and that does not count while reading is paused for the consumer.
@@ -42,12 +51,11 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httptools
 
-from gateway.edge.upstream import (
+from gateway.upstream.client import (
     UpstreamBodyError,
     UpstreamError,
     UpstreamProtocolError,
@@ -56,9 +64,7 @@ from gateway.edge.upstream import (
     UpstreamWebSocket,
     describe_error,
 )
-
-if TYPE_CHECKING:
-    from gateway.edge.proxy import AiohttpUpstreamClient
+from gateway.upstream.websocket import AiohttpUpstreamClient
 
 BODY_CHUNK = 64 * 1024  # `iter_body` joins buffered chunks up to this size
 READ_HIGH_WATER = 256 * 1024  # buffered response bytes above which reading pauses
@@ -66,6 +72,9 @@ READ_LOW_WATER = 64 * 1024  # ... and at or below which it resumes
 MAX_HEADERS = 256
 
 _PARSE_ERRORS = (httptools.HttpParserError, httptools.HttpParserUpgrade)
+
+# Methods a request of which may be sent again after a connection failed (RFC 9110 §9.2.2).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 class _Stop(Exception):
@@ -280,14 +289,19 @@ class _Connection(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except _PARSE_ERRORS as error:
-            if self.message_done:
-                self.extra = True  # garbage after a complete answer: not reusable, the answer stands
+            if self.message_done:  # garbage after a complete answer: not reusable, the answer stands
+                self.extra = True  # (and whoever waits for it is woken below)
             elif self.error is not None:
                 self.fail(self.error)  # raised by a callback (header limits)
+                return
             else:
+                if not self.headers_done and self.head_bytes == len(data) and not data.startswith(b"HTTP/"):
+                    # the first bytes are no answer: left over from the previous exchange (bytes past its
+                    # framing, sent late) on a reused connection; an idempotent request goes to a new one
+                    self.retryable = True
                 kind = UpstreamBodyError if self.headers_done else UpstreamProtocolError
                 self.fail(kind(f"invalid response from {self.origin.label}: {describe_error(error)}"))
-            return
+                return
         if not self.headers_done:
             if self.head_bytes > self.client.max_header_size:
                 self.fail(self._head_too_large())
@@ -368,6 +382,18 @@ class _Connection(asyncio.Protocol):
         if self.head_only:  # the answer to HEAD ends here, whatever content-length says
             self.keep_alive = parser.should_keep_alive()
             self.message_done = True
+        if (self.head_only or status == 204 or status == 304) and self.announces_body():
+            self.extra = True  # no body by rule, one announced: the app may send it anyway, late; not reused
+
+    def announces_body(self) -> bool:
+        """Whether the response head announces a body (`content-length` other than 0, or chunked)."""
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == b"content-length" and value.strip() != b"0":
+                return True
+            if lower == b"transfer-encoding":
+                return True
+        return False
 
     def on_body(self, body: bytes) -> None:
         if self.message_done:
@@ -401,6 +427,7 @@ class _Exchange:
         "_declared",
         "_head",
         "_head_only",
+        "_idempotent",
         "_origin",
         "_writer",
         "headers",
@@ -413,6 +440,7 @@ class _Exchange:
         origin: _Origin,
         head: bytes,
         head_only: bool,
+        idempotent: bool,
         body: AsyncIterable[bytes] | None,
         declared: int,
     ) -> None:
@@ -420,6 +448,7 @@ class _Exchange:
         self._origin = origin
         self._head = head
         self._head_only = head_only
+        self._idempotent = idempotent  # may be sent again if a reused connection fails before answering
         self._body = body
         self._declared = declared  # the request body's content-length, -1: sent chunked
         self._conn: _Connection | None = None
@@ -458,8 +487,9 @@ class _Exchange:
                 return self
             error = conn.error
             assert error is not None
-            # the app closed a pooled connection just as it was reused: once more on a new one
-            retry = not fresh and conn.reused and conn.retryable and body is None
+            # the app closed a pooled connection just as it was reused: once more on a new one, if the
+            # request may be performed twice (it may have reached the app)
+            retry = not fresh and conn.reused and conn.retryable and body is None and self._idempotent
             self._abandon()
             if not retry:
                 raise error
@@ -658,7 +688,7 @@ class Http1UpstreamClient:
                 lines.append(b"transfer-encoding: chunked\r\n")
         lines.append(b"\r\n")
         head = b"".join(lines)
-        return _Exchange(self, origin, head, method == "HEAD", body, declared)
+        return _Exchange(self, origin, head, method == "HEAD", method in IDEMPOTENT_METHODS, body, declared)
 
     def _split(self, url: str) -> tuple[_Origin, bytes]:
         """`scheme://host:port/path?query` → (the origin, the path and query as bytes, verbatim)."""
@@ -854,8 +884,6 @@ class Http1UpstreamClient:
     ) -> AsyncIterator[UpstreamWebSocket]:
         websockets = self._websockets
         if websockets is None:
-            from gateway.edge.proxy import AiohttpUpstreamClient  # proxy.py imports this module
-
             websockets = self._websockets = AiohttpUpstreamClient(
                 connect_timeout=self.connect_timeout,
                 read_timeout=self.read_timeout,

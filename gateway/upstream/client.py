@@ -1,6 +1,6 @@
 """What `UpstreamProxy` needs from an HTTP client (`UpstreamClient`, a `Protocol`) and the errors a client
-reports, in a module of their own so that clients (`http1.py`, aiohttp's in `proxy.py`) and the proxy can
-import them without importing each other. `proxy.py` re-exports every name."""
+reports, in a module of their own so that clients (`http1.py`, aiohttp's in `websocket.py`) and the proxy
+import them without importing each other."""
 
 from __future__ import annotations
 
@@ -43,13 +43,21 @@ class UpstreamBodyError(UpstreamError):
 
 
 class UpstreamHandshakeRefused(UpstreamError):
-    """The app answered a WebSocket upgrade with an HTTP status instead of `101`."""
+    """The app answered a WebSocket upgrade with an HTTP status instead of `101`; the client is refused
+    with the app's status when it is a 4xx or 5xx (e.g. the app's own 403), else with 502."""
 
     public_message = "The application refused the WebSocket connection."
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.upstream_status = status
+        if 400 <= status < 600:
+            self.status = status
+
+
+class ClientDisconnected(Exception):
+    """The client went away while the request body was being read (raised by the body the proxy hands a
+    client, through the client's `request`)."""
 
 
 def describe_error(error: BaseException) -> str:

@@ -1,5 +1,5 @@
-"""ASGI types for the raw-ASGI parts of the edge (Litestar's TypedDicts are too strict for scopes we
-copy and messages we build by hand)."""
+"""ASGI types for the raw-ASGI parts of the edge and the upstream proxy (Litestar's TypedDicts are too
+strict for scopes we copy and messages we build by hand)."""
 
 from __future__ import annotations
 
