@@ -19,7 +19,6 @@ class RequestRecord:
     __slots__ = (
         "decision",
         "reason",
-        "refreshed",
         "request_id",
         "route_class",
         "status",
@@ -36,7 +35,6 @@ class RequestRecord:
         self.decision: str = ""
         self.reason: str = ""
         self.user_id: str | None = None
-        self.refreshed: bool = False
         self.upstream_seconds: float | None = None
         self.upstream_error: str | None = None
 
