@@ -22,7 +22,8 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway.edge import answers
-from gateway.edge.http_errors import wants_html
+from gateway.edge.navigation import is_navigation
+from gateway.edge.outcomes import Deny
 from gateway.forwarded import ForwardedPolicy
 from gateway.upstream.client import UpstreamTimeout, UpstreamUnreachable
 from gateway.upstream.proxy import ProxyOutcome, UpstreamProxy
@@ -50,10 +51,8 @@ class MiniGateway:
                 scope, receive, send, add_request_headers=ADDED_REQUEST, remove_request_headers=IDENTITY
             )
             if failure is not None:  # the gate's part: refuse the handshake
-                html_page = wants_html(scope["headers"])
-                await answers.refuse_websocket(
-                    scope, send, failure.status, failure.code, failure.public_message, html_page=html_page
-                )
+                refusal = Deny(failure.status, failure.code, failure.public_message)
+                await answers.refuse_websocket(scope, receive, send, refusal, connected=True)
             return
         outcome = await self.proxy.forward(
             scope,
@@ -65,7 +64,7 @@ class MiniGateway:
         )
         if outcome.failure is not None:  # the gate's part: the error answer
             error = outcome.failure
-            html_page = wants_html(scope["headers"])
+            html_page = is_navigation({name.decode(): value.decode() for name, value in scope["headers"]})
             await answers.error(
                 send, error.status, error.code, error.public_message, html_page=html_page, headers=list(ADDED_RESPONSE)
             )
