@@ -39,9 +39,7 @@ def decision_key(
         return None
     if cookie is not None and "__clerk_handshake" in cookie:
         return None
-    digest = blake2b(digest_size=16)
-    parts = (method, scheme, server, path if by_path else "", *(headers.get(name) for name in DECISION_HEADERS))
-    for part in parts:
-        text = "\x00" if part is None else part  # a value never holds NUL (servers refuse it)
-        digest.update(f"{len(text)}:{text}".encode("utf-8", "surrogatepass"))
-    return digest.digest()
+    get = headers.get
+    parts = (method, scheme, server, path if by_path else None, *[get(name) for name in DECISION_HEADERS])
+    # repr() of a tuple of str/None is unambiguous (quoted, escaped): one encoding, one hash
+    return blake2b(repr(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest()

@@ -150,6 +150,8 @@ class Admission:
         merged: dict[str, str] = {}
         for raw_name, raw_value in incoming.headers:
             size += len(raw_name) + len(raw_value) + 4
+            if not raw_name.islower():  # ASGI servers lower-case names; anything else is read the same way
+                raw_name = raw_name.lower()
             if raw_name == b"content-length":
                 value = raw_value.strip()
                 conflicting = conflicting or chunked or not value.isdigit() or (length is not None and length != value)
@@ -161,7 +163,7 @@ class Admission:
                 continue
             elif raw_name == b"cookie":
                 cookies += raw_value.count(b";") + 1
-            name = raw_name.decode("latin-1").lower()
+            name = raw_name.decode("latin-1")
             value_text = raw_value.decode("latin-1")
             previous = merged.get(name)
             merged[name] = (
