@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from hashlib import blake2b
 
+from gateway.clerk.token_types import AcceptsToken
+
 DECISION_HEADERS = (
     "host",
     "x-forwarded-host",
@@ -25,13 +27,21 @@ DECISION_HEADERS = (
 
 
 def decision_key(
-    method: str, scheme: str, server: str, headers: Mapping[str, str], path: str, query: str, *, by_path: bool
+    method: str,
+    scheme: str,
+    server: str,
+    headers: Mapping[str, str],
+    path: str,
+    query: str,
+    *,
+    by_path: bool,
+    accepts: AcceptsToken | None = None,
 ) -> bytes | None:
     """A 16-byte digest of every input of the decision, or None when the request must be decided afresh:
     no token at all (never signed in), a handshake to resolve (row D1), or a query that holds, or could
     spell with percent-escapes, a `__clerk_*` parameter. `server`: the address the request arrived at,
-    the origin's host when there is no `Host`. The digest keeps a memo entry small whatever
-    the size of the headers."""
+    the origin's host when there is no `Host`; `accepts`: a route's own `acceptsToken`, an input too.
+    The digest keeps a memo entry small whatever the size of the headers."""
     if query and ("%" in query or "__clerk" in query):
         return None
     cookie = headers.get("cookie")
@@ -40,7 +50,15 @@ def decision_key(
     if cookie is not None and "__clerk_handshake" in cookie:
         return None
     digest = blake2b(digest_size=16)
-    parts = (method, scheme, server, path if by_path else "", *(headers.get(name) for name in DECISION_HEADERS))
+    accepted = "" if accepts is None else repr(accepts)
+    parts = (
+        method,
+        scheme,
+        server,
+        path if by_path else "",
+        accepted,
+        *(headers.get(name) for name in DECISION_HEADERS),
+    )
     for part in parts:
         text = "\x00" if part is None else part  # a value never holds NUL (servers refuse it)
         digest.update(f"{len(text)}:{text}".encode("utf-8", "surrogatepass"))
