@@ -3,9 +3,12 @@ shapes (each answer validated against the OpenAPI document)."""
 
 from __future__ import annotations
 
+import shlex
+
 import httpx
 import jwt
 
+from gateway.emulator.command import mint_api_key_command
 from gateway.emulator.server import EmulatorServer
 from tests.emulator.flows import bapi_headers
 from tests.emulator.support import OpenAPISpec, verify_with_jwks
@@ -111,3 +114,13 @@ def test_oauth_access_tokens_minted_for_tests_verify_in_the_spec_shape(
     ).json()["token"]
     assert jwt.get_unverified_header(as_jwt)["typ"] == "at+jwt"
     assert verify_with_jwks(as_jwt, dev_emulator.jwks())["sub"] == "user_bob"
+
+
+def test_the_banners_mint_line_creates_an_api_key(dev_emulator: EmulatorServer, http: httpx.Client) -> None:
+    line = mint_api_key_command(dev_emulator.bapi_url, dev_emulator.secret_key, "user_alice")
+    words = shlex.split(line)
+    assert words[:4] == ["curl", "-s", "-X", "POST"]
+    headers = dict(word.split(": ", 1) for word in (words[5], words[7]))
+    response = http.post(words[-1], content=words[9].encode(), headers=headers)
+    assert response.status_code == 200 and response.json()["secret"].startswith("ak_")
+    assert response.json()["subject"] == "user_alice"
