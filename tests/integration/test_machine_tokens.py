@@ -208,3 +208,21 @@ async def test_a_zero_revocation_window_asks_every_time(
     for _ in range(3):
         assert (await http_client.get(f"{gateway.url}/api/me", headers=bearer(key["secret"]))).status_code == 200
     assert dev_clerk.state.calls["verify_api_key"] - before == 3
+
+
+async def test_forward_auth_answers_an_api_key_with_its_identity_headers(
+    machine_gateway: RunningGateway, dev_clerk: EmulatorServer, http_client: httpx.AsyncClient
+) -> None:
+    key = bapi(dev_clerk, "POST", "/api_keys", {"name": "proxy", "subject": "user_bob", "scopes": ["read"]})
+    original = {
+        "X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/items", "X-Forwarded-Host": "app.test:8000",
+        "X-Forwarded-Proto": "http",
+    }  # fmt: skip
+    answer = await http_client.get(f"{machine_gateway.url}/__gateway/auth", headers=bearer(key["secret"], **original))
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-clerk-token-type"] == "api_key" and answer.headers["x-clerk-user-id"] == "user_bob"
+    assert answer.headers["x-clerk-scopes"] == "read"
+    elsewhere = await http_client.get(
+        f"{machine_gateway.url}/__gateway/auth", headers=bearer(key["secret"], **{**original, "X-Forwarded-Uri": "/x"})
+    )
+    assert elsewhere.status_code == 401 and elsewhere.headers["x-clerk-auth-reason"] == "token-invalid"
