@@ -1,8 +1,9 @@
 """The decision table of `authenticateRequest` (PROTOCOL.md §3), top to bottom in Clerk's order.
 
 `authenticate(...)` is a generator: it yields an ask (`FetchKeys`, `RefreshSession`,
-`FetchHandshakePayload`) whenever it needs I/O and returns the final `AuthState`. `decide(...)` runs it
-with a callback for synchronous drivers (tests, `gateway explain`).
+`FetchHandshakePayload`, `VerifyMachineToken`) whenever it needs I/O and returns the final `AuthState`.
+`acceptsToken` other than the default (machine tokens, lists, `any`) takes `_authenticate_accepting`.
+`decide(...)` runs it with a callback for synchronous drivers (tests, `gateway explain`).
 """
 
 from __future__ import annotations
