@@ -97,6 +97,8 @@ def describe(state: AuthState) -> dict[str, Any]:
         "http_status": 307 if state.location else None,
         "headers": headers,
         "set_cookies": state.set_cookies,
+        "token_type": state.token_type,
+        "machine": state.machine.as_dict() if state.machine is not None and state.is_signed_in else None,
         "auth": None
         if claims is None
         else {

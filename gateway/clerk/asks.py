@@ -6,10 +6,11 @@ performs it (with httpx at the edge, with canned values in tests) and sends the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.clerk.jwk import KeySet
+from gateway.clerk.token_types import MachineTokenType
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,5 +78,28 @@ class FetchHandshakePayload:
     nonce: str
 
 
-Ask = FetchKeys | RefreshSession | FetchHandshakePayload
+_VERIFY_PATHS: dict[str, tuple[str, str]] = {
+    "api_key": ("/api_keys/verify", "secret"),
+    "m2m_token": ("/m2m_tokens/verify", "token"),
+    "oauth_token": ("/oauth_applications/access_tokens/verify", "access_token"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyMachineToken:
+    """`POST {apiUrl}/v1/{api_keys|m2m_tokens|oauth_applications/access_tokens}/verify` for an opaque
+    machine token (PROTOCOL.md §10). The driver may answer from a short-lived cache of answers."""
+
+    token_type: MachineTokenType
+    token: str = field(repr=False)
+
+    @property
+    def path(self) -> str:
+        return _VERIFY_PATHS[self.token_type][0]
+
+    def json_body(self) -> dict[str, str]:
+        return {_VERIFY_PATHS[self.token_type][1]: self.token}
+
+
+Ask = FetchKeys | RefreshSession | FetchHandshakePayload | VerifyMachineToken
 Answer = KeysAnswer | ApiResponse

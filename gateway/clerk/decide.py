@@ -1,8 +1,9 @@
 """The decision table of `authenticateRequest` (PROTOCOL.md §3), top to bottom in Clerk's order.
 
 `authenticate(...)` is a generator: it yields an ask (`FetchKeys`, `RefreshSession`,
-`FetchHandshakePayload`) whenever it needs I/O and returns the final `AuthState`. `decide(...)` runs it
-with a callback for synchronous drivers (tests, `gateway explain`).
+`FetchHandshakePayload`, `VerifyMachineToken`) whenever it needs I/O and returns the final `AuthState`.
+`acceptsToken` other than the default (machine tokens, lists, `any`) takes `_authenticate_accepting`.
+`decide(...)` runs it with a callback for synchronous drivers (tests, `gateway explain`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gateway.clerk.asks import (
     FetchHandshakePayload,
     KeysAnswer,
     RefreshSession,
+    VerifyMachineToken,
 )
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.cookies import (
@@ -32,10 +34,25 @@ from gateway.clerk.cookies import (
 from gateway.clerk.errors import BadRequestError, ClerkProtocolError, HandshakeVerificationError
 from gateway.clerk.handshake import frontend_api_hostname, handshake_url
 from gateway.clerk.jwk import KeySet
+from gateway.clerk.machine import (
+    MachineIdentity,
+    MachineTokenError,
+    identity_from_answer,
+    is_jwt_format,
+    verify_machine_jwt,
+)
 from gateway.clerk.options import ClerkOptions
 from gateway.clerk.organizations import OrganizationTarget, organization_target
 from gateway.clerk.redirects import redirect_location
 from gateway.clerk.request import RequestView
+from gateway.clerk.token_types import (
+    AcceptsToken,
+    MachineTokenType,
+    has_non_session_category,
+    header_token_type,
+    is_accepted,
+    machine_token_type,
+)
 from gateway.clerk.tokens import (
     TIME_REASONS,
     DecodedJwt,
@@ -78,6 +95,7 @@ class AuthState:
     token: str | None = None
     claims: SessionClaims | None = None
     carrier: Carrier | None = None
+    machine: MachineIdentity | None = None  # signed in with a machine token (API key, M2M, OAuth)
 
     @property
     def location(self) -> str | None:
@@ -96,6 +114,13 @@ class AuthState:
     @property
     def is_signed_in(self) -> bool:
         return self.status == "signed-in"
+
+    @property
+    def token_type(self) -> str | None:
+        """Clerk's `tokenType` of a signed-in state: the machine token's kind, else `session_token`."""
+        if not self.is_signed_in:
+            return None
+        return self.machine.token_type if self.machine is not None else "session_token"
 
 
 @dataclass(slots=True)
@@ -135,9 +160,14 @@ def authenticate(
     keys: KeySet,
     now: float,
     cache: VerifiedTokenCache | None = None,
+    accepts: AcceptsToken | None = None,
 ) -> Flow:
-    """Clerk's `authenticateRequest` for one request as of `now` (epoch seconds)."""
+    """Clerk's `authenticateRequest` for one request as of `now` (epoch seconds); `accepts` overrides
+    `options.accepts_token` (PROTOCOL.md §10)."""
     context = _build_context(request, options, keys, now, cache)
+    accepts = options.accepts_token if accepts is None else accepts
+    if accepts != "session_token":
+        return (yield from _authenticate_accepting(context, accepts))
     if context.header_token is not None:
         return (yield from _authenticate_header(context))
     return (yield from _authenticate_cookies(context))
@@ -150,9 +180,10 @@ def decide(
     now: float,
     answer: Callable[[Ask], Answer],
     cache: VerifiedTokenCache | None = None,
+    accepts: AcceptsToken | None = None,
 ) -> AuthState:
     """Drive `authenticate` synchronously, answering each ask with `answer`."""
-    flow = authenticate(request, options, keys, now, cache)
+    flow = authenticate(request, options, keys, now, cache, accepts)
     reply: Answer | None = None
     try:
         ask = next(flow)
@@ -351,6 +382,62 @@ def _authenticate_header(context: _Context) -> Flow:
     # Row B2 does not parse claims: a token with malformed organization claims stays signed-in here
     # with `claims` None (Clerk's later `toAuth()` throws); the edge treats a missing identity as signed out.
     return _signed_in(verified, carrier="header")
+
+
+# ---------------------------------------------------------------------------------------------- #
+# Other `acceptsToken` values: machine tokens, lists, `any` (PROTOCOL.md §10)
+
+
+def _authenticate_accepting(context: _Context, accepts: AcceptsToken) -> Flow:
+    """`authenticateRequest` when `acceptsToken` is not the default: a list's kinds first (row A1), then
+    the header token (`any` and lists take machine and session tokens, a machine kind only machine
+    tokens), else the cookies (a machine kind alone: `No token in header`, row C1)."""
+    token = context.header_token
+    if isinstance(accepts, tuple) and not is_accepted(header_token_type(token), accepts):  # A1
+        return _signed_out("token-type-mismatch")
+    if token is not None:
+        decoded = try_decode(token)
+        token_type = machine_token_type(token, decoded)
+        if token_type is None and (accepts == "any" or isinstance(accepts, tuple)):
+            return (yield from _authenticate_any_session(context, token, decoded))
+        if token_type is None or not is_accepted(token_type, accepts):
+            return _signed_out("token-type-mismatch")
+        return (yield from _verify_machine(context, token_type, token))
+    if not isinstance(accepts, tuple) and accepts != "any":  # C1: machine tokens come in the header only
+        return _signed_out("No token in header")
+    return (yield from _authenticate_cookies(context))
+
+
+def _authenticate_any_session(context: _Context, token: str, decoded: DecodedJwt | None) -> Flow:
+    """A header token that is no machine token, on `any` or a list: a session token, unless its JOSE
+    `cat` says otherwise (then `token-type-mismatch`)."""
+    if decoded is not None and has_non_session_category(decoded):
+        return _signed_out("token-type-mismatch")
+    try:
+        verified = yield from verify_token(token, context.options, context.ring, context.now_ms, context.cache, decoded)
+    except (TokenVerificationError, KeyTransportError) as error:
+        return (yield from _handle_token_error(context, error, "header"))
+    return _signed_in(verified, carrier="header")
+
+
+def _verify_machine(context: _Context, token_type: MachineTokenType, token: str) -> Flow:
+    """`verifyMachineAuthToken`: a JWT-format token with the instance's keys, an opaque one by asking the
+    Backend API. Machine tokens never cause a handshake."""
+    options = context.options
+    try:
+        if is_jwt_format(token):
+            identity = yield from _widen_machine(verify_machine_jwt(token, options, context.ring, context.now_ms))
+        else:
+            reply = yield VerifyMachineToken(token_type, token)
+            assert isinstance(reply, ApiResponse)
+            identity = identity_from_answer(token_type, reply, options.audience)
+    except MachineTokenError as error:
+        return _signed_out(error.reason, error.full_message())
+    return AuthState("signed-in", token=token, carrier="header", machine=identity)
+
+
+def _widen_machine(flow: Generator[Any, Any, MachineIdentity]) -> Generator[Ask, Answer, MachineIdentity]:
+    return (yield from flow)
 
 
 # ---------------------------------------------------------------------------------------------- #

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from gateway.clerk.keys import PublishableKey
+from gateway.clerk.token_types import AcceptsToken
 
 CLERK_API_VERSION = "2026-05-12"
 DEFAULT_API_URL = "https://api.clerk.com"
@@ -53,6 +54,8 @@ class ClerkOptions:
     # Clerk follows `__clerk_redirect_url` on a development primary wherever it points (row D5). When
     # this is set (the edge sets it), only the request's own origin and these origins are followed.
     allowed_redirect_origins: tuple[str, ...] | None = None
+    # `acceptsToken` (PROTOCOL.md §10): which tokens the decision takes; a route may ask for others.
+    accepts_token: AcceptsToken = "session_token"
 
     @property
     def is_production(self) -> bool:

@@ -177,6 +177,11 @@ def check_header(decoded: DecodedJwt) -> str:
         raise TokenVerificationError(
             "token-invalid", f'Invalid JWT type {js_json(typ)}. Expected "JWT".', ACTION_VALID_JWT
         )
+    return check_algorithm(decoded)
+
+
+def check_algorithm(decoded: DecodedJwt) -> str:
+    """Step 5 alone (machine JWTs check their own `typ`); returns the algorithm."""
     alg = decoded.header.get("alg")
     if alg not in SUPPORTED_ALGORITHMS:
         raise TokenVerificationError(

@@ -11,18 +11,30 @@ from collections.abc import Callable
 
 import httpx
 
-from gateway.clerk.asks import Answer, ApiResponse, Ask, FetchHandshakePayload, FetchKeys, KeysAnswer, RefreshSession
+from gateway.clerk.asks import (
+    Answer,
+    ApiResponse,
+    Ask,
+    FetchHandshakePayload,
+    FetchKeys,
+    KeysAnswer,
+    RefreshSession,
+    VerifyMachineToken,
+)
 from gateway.clerk.decide import AuthState, authenticate
 from gateway.clerk.jwk import EMPTY_KEY_SET, KeySet
 from gateway.clerk.options import ClerkOptions
 from gateway.clerk.request import RequestView
+from gateway.clerk.token_types import AcceptsToken
 from gateway.clerk.verify import VerifiedTokenCache, still_verified
 from gateway.clerk_api.backend import BackendApi
 from gateway.clerk_api.jwks import JwksCache
+from gateway.clerk_api.machine_tokens import DEFAULT_REVOCATION_WINDOW, MachineTokenAnswers
 
 
 class Authenticator:
-    """One per process: owns the Backend API client, the JWKS cache and the verified-token cache."""
+    """One per process: owns the Backend API client, the JWKS cache, the verified-token cache and the
+    machine-token answers (opaque API keys, M2M and OAuth tokens, kept `machine_revocation_window` s)."""
 
     def __init__(
         self,
@@ -32,6 +44,7 @@ class Authenticator:
         token_cache_size: int = 10_000,
         jwks_ttl: float = 300.0,
         jwks_min_refetch_interval: float = 5.0,
+        machine_revocation_window: float = DEFAULT_REVOCATION_WINDOW,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.options = options
@@ -45,6 +58,16 @@ class Authenticator:
             if self.backend is not None and options.jwt_key is None
             else None
         )
+        self.machine_tokens: MachineTokenAnswers | None = (
+            MachineTokenAnswers(
+                self.backend.verify_machine_token,
+                maxsize=token_cache_size,
+                revocation_window=machine_revocation_window,
+                clock=clock,
+            )
+            if self.backend is not None
+            else None
+        )
 
     @property
     def keys(self) -> KeySet:
@@ -56,10 +79,15 @@ class Authenticator:
             return None
         return await self.jwks.load()
 
-    async def authenticate(self, request: RequestView, now: float | None = None) -> AuthState:
+    async def authenticate(
+        self, request: RequestView, now: float | None = None, accepts: AcceptsToken | None = None
+    ) -> AuthState:
+        """The decision for `request`; `accepts` overrides the options' `accepts_token` (a route's own)."""
         if self.jwks is not None:
             self.jwks.refresh_in_background_if_stale()
-        flow = authenticate(request, self.options, self.keys, self.clock() if now is None else now, self.token_cache)
+        flow = authenticate(
+            request, self.options, self.keys, self.clock() if now is None else now, self.token_cache, accepts=accepts
+        )
         try:
             ask = next(flow)
             while True:
@@ -95,9 +123,14 @@ class Authenticator:
             return await self.backend.refresh_session(ask)
         if isinstance(ask, FetchHandshakePayload):
             return await self.backend.handshake_payload(ask)
+        if isinstance(ask, VerifyMachineToken):
+            assert self.machine_tokens is not None  # built whenever the backend is
+            return await self.machine_tokens.answer(ask)
         raise TypeError(f"unknown ask {ask!r}")
 
     async def aclose(self) -> None:
+        if self.machine_tokens is not None:
+            await self.machine_tokens.aclose()
         if self.jwks is not None:
             await self.jwks.aclose()
         if self.backend is not None:

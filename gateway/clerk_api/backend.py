@@ -1,9 +1,9 @@
 """The Backend API (BAPI) client: the few calls the gateway makes to Clerk, mapped to plain answers.
 
-Why its own module: the protocol core only *asks* (`RefreshSession`, `FetchHandshakePayload`, the JWKS);
-this is where those asks meet the network. Every call answers an `ApiResponse` and never raises for
-HTTP or transport trouble, because PROTOCOL.md turns those into request states (§6.3 `fetch-error`,
-§4.3 "no directives", §7.3 `unexpected-error`), not into exceptions.
+Why its own module: the protocol core only *asks* (`RefreshSession`, `FetchHandshakePayload`,
+`VerifyMachineToken`, the JWKS); this is where those asks meet the network. Every call answers an
+`ApiResponse` and never raises for HTTP or transport trouble, because PROTOCOL.md turns those into
+request states (§6.3 `fetch-error`, §4.3 "no directives", §7.3 `unexpected-error`), not into exceptions.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from gateway import __version__
-from gateway.clerk.asks import ApiResponse, FetchHandshakePayload, RefreshSession
+from gateway.clerk.asks import ApiResponse, FetchHandshakePayload, RefreshSession, VerifyMachineToken
 from gateway.clerk.errors import ConfigurationError
 from gateway.clerk.options import CLERK_API_VERSION, DEFAULT_API_URL, ClerkOptions
 from gateway.clerk_api.single_flight import SingleFlight
@@ -142,6 +142,11 @@ class BackendApi:
     async def handshake_payload(self, ask: FetchHandshakePayload) -> ApiResponse:
         """`GET /clients/handshake_payload?nonce=…` (PROTOCOL.md §4.3 step 2)."""
         return await self._call("GET", "/clients/handshake_payload", params={"nonce": ask.nonce})
+
+    async def verify_machine_token(self, ask: VerifyMachineToken) -> ApiResponse:
+        """`POST /api_keys/verify`, `/m2m_tokens/verify` or `/oauth_applications/access_tokens/verify`
+        (PROTOCOL.md §10); `MachineTokenAnswers` caches and shares the answers."""
+        return await self._call("POST", ask.path, json_body=ask.json_body())
 
     async def get_session(self, session_id: str) -> ApiResponse:
         return await self._call("GET", f"/sessions/{_path_segment(session_id)}")

@@ -57,6 +57,15 @@ class DemoPlan:
     def sign_in_url(self) -> str:
         return f"http://{self.fapi_host}/sign-in"
 
+    @property
+    def bapi_url(self) -> str:
+        return f"http://127.0.0.1:{self.bapi_port}"
+
+    @property
+    def api_url(self) -> str:
+        """The sample tool's API through the primary gateway, by address (curl needs no host name)."""
+        return f"http://127.0.0.1:{self.gateway_port}/api/me"
+
     def clerk_environment(self) -> dict[str, str]:
         return {
             "CLERK_PUBLISHABLE_KEY": self.publishable_key,
@@ -111,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, _exit_on_signal)
     with Demo(plan) as demo:
         demo.start(progress=lambda text: print(f"  … {text}", flush=True))
-        print(banner(plan), flush=True)
+        print(banner(plan, demo.api_key), flush=True)
         demo.wait()
     return 0
 
@@ -130,7 +139,20 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds through `Demo.__exit__`, which stops every child
 
 
-def banner(plan: DemoPlan) -> str:
+def api_curl_line(plan: DemoPlan, api_key: str) -> str:
+    """The one line that calls the sample tool's API with an API key instead of a browser session."""
+    return f'curl -H "Authorization: Bearer {api_key}" {plan.api_url}'
+
+
+def banner(plan: DemoPlan, api_key: str | None = None) -> str:
+    api = (
+        f"""
+  Call the tool's API with alice's API key (no browser, no session):
+        {api_curl_line(plan, api_key)}
+"""
+        if api_key
+        else ""
+    )
     return f"""
 session-gateway demo is running.
 
@@ -142,8 +164,21 @@ session-gateway demo is running.
           or  bob@example.com   / bob-password     (org member: /admin answers 403)
 
   Clerk emulator  http://{plan.fapi_host}  (sessions last {plan.token_lifetime} s, refreshed transparently)
-  Ctrl-C stops everything.
+{api}  Ctrl-C stops everything.
 """
+
+
+def mint_api_key(bapi_url: str, secret_key: str, subject: str, *, name: str, scopes: tuple[str, ...] = ()) -> str:
+    """`POST /v1/api_keys` at the Backend API (the emulator's here): a new API key's secret (`ak_…`)."""
+    response = httpx.post(
+        f"{bapi_url}/v1/api_keys",
+        json={"name": name, "subject": subject, "scopes": list(scopes)},
+        headers={"Authorization": f"Bearer {secret_key}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    secret: str = response.json()["secret"]
+    return secret
 
 
 class Demo:
@@ -153,6 +188,8 @@ class Demo:
         self.plan = plan
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.logs = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
+        self.api_key: str | None = None
+        """alice's API key, minted at the emulator once it runs (`Authorization: Bearer ak_…`)."""
 
     def __enter__(self) -> Demo:
         return self
@@ -170,6 +207,7 @@ class Demo:
                                  "--secret-key", plan.secret_key, "--token-lifetime", str(plan.token_lifetime),
                                  "--sign-in-url", plan.sign_in_url], {})
         self._wait_ready("emulator", f"http://127.0.0.1:{plan.fapi_port}/v1/health")
+        self.api_key = mint_api_key(plan.bapi_url, plan.secret_key, "user_alice", name="demo-cli")
         report(f"sample tool on 127.0.0.1:{plan.app_port}")
         self._spawn("sample app", [python, "-m", "gateway.demo.sample_app", "--port", str(plan.app_port)], {
             "DEMO_SATELLITE_URL": f"{plan.satellite_origin}/",

@@ -53,6 +53,8 @@ def identity(request: web.Request) -> dict[str, str | None]:
         "org_role": headers.get("X-Clerk-Org-Role"),
         "org_slug": headers.get("X-Clerk-Org-Slug"),
         "org_permissions": headers.get("X-Clerk-Org-Permissions"),
+        "token_type": headers.get("X-Clerk-Token-Type"),
+        "api_key_name": headers.get("X-Clerk-Api-Key-Name"),
     }
 
 

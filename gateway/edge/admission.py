@@ -23,6 +23,7 @@ from gateway.clerk.errors import ClerkProtocolError
 from gateway.clerk.redirects import sign_in_url
 from gateway.clerk.request import RequestView
 from gateway.clerk_api.authenticator import Authenticator
+from gateway.edge.machine_rules import route_accepts
 from gateway.edge.navigation import is_navigation
 from gateway.edge.outcomes import Deny, Outcome, outcome_for
 from gateway.edge.paths import AmbiguousPath, CanonicalPath, canonical_path
@@ -189,6 +190,7 @@ class Admission:
     async def decide(self, screened: Screened) -> Outcome:
         """The Clerk decision (or a remembered one), the route policy, the outcome table."""
         incoming, headers = screened.incoming, screened.headers
+        accepts = route_accepts(self.policy.rules_for(screened.path.readings)[0])
         key = None
         if self.memo is not None:
             key = decision_key(
@@ -199,6 +201,7 @@ class Admission:
                 screened.path.judged,
                 incoming.query.decode("latin-1"),
                 by_path=self._by_path,
+                accepts=accepts,
             )
             if key is not None:
                 remembered = self._remembered(key, screened)
@@ -207,7 +210,7 @@ class Admission:
         view: RequestView | None = None
         try:
             view = screened.view()
-            state = await self.authenticator.authenticate(view)
+            state = await self.authenticator.authenticate(view, accepts=accepts)
         except ClerkProtocolError as error:
             if view is not None:
                 logger.warning("authentication failed: %s", error.message)
@@ -232,8 +235,10 @@ class Admission:
         incoming = screened.incoming
         decision = None
         if not (state.headers and state.location is not None):
-            claims = state.claims if state.status == "signed-in" else None
-            decision = self.policy.decide(screened.path.readings, screened.headers, claims)
+            signed_in = state.status == "signed-in"
+            claims = state.claims if signed_in else None
+            machine = state.machine if signed_in else None
+            decision = self.policy.decide(screened.path.readings, screened.headers, claims, machine)
 
         def sign_in_location() -> str:
             known = view if view is not None else screened.view()

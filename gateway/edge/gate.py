@@ -117,5 +117,8 @@ def _note(record: RequestRecord, outcome: Outcome) -> None:
         return
     record.decision = state.status
     record.reason = state.reason
-    signed_in = state.status == "signed-in" and state.claims is not None
-    record.user_id = state.claims.user_id if signed_in and state.claims is not None else None
+    signed_in = state.status == "signed-in"
+    if signed_in and state.machine is not None:
+        record.user_id = state.machine.subject
+    else:
+        record.user_id = state.claims.user_id if signed_in and state.claims is not None else None

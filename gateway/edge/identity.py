@@ -28,6 +28,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.decide import AuthState
+from gateway.clerk.machine import MachineIdentity
 from gateway.settings import IdentityHeaders
 
 ASSERTION_HEADER = "X-Gateway-Identity-Assertion"
@@ -81,6 +82,33 @@ class IdentityAsserter:
         self._cache[token] = signed
         return signed
 
+    def machine_assertion(self, token: str, machine: MachineIdentity) -> str:
+        """The assertion for a machine token: who it is (`sub`, its owner) and what it may do."""
+        cached = self._cache.get(token)
+        if cached is not None:
+            return cached
+        now = int(self._clock())
+        payload = {
+            "iss": ASSERTION_ISSUER,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME,
+            "sub": machine.subject,
+            "token_type": machine.token_type,
+            "token_id": machine.id,
+            "user_id": machine.user_id,
+            "org_id": machine.org_id,
+            "machine_id": machine.machine_id,
+            "scopes": list(machine.scopes),
+            "name": machine.name,
+            "claims": machine.claims,
+            "client_id": machine.client_id,
+        }
+        if machine.expiration_ms is not None:
+            payload["exp"] = min(payload["exp"], int(machine.expiration_ms // 1000))
+        signed = jwt.encode(payload, self._key, algorithm=self.algorithm, headers={"kid": self.kid})
+        self._cache[token] = signed
+        return signed
+
 
 def _algorithm_and_jwk(private_key: PrivateKeyTypes) -> tuple[str, dict[str, str]]:
     if isinstance(private_key, RSAPrivateKey):
@@ -108,6 +136,13 @@ class IdentityHeaderWriter:
                 "org_role",
                 "org_slug",
                 "org_permissions",
+                "token_type",
+                "token_id",
+                "machine_id",
+                "scopes",
+                "api_key_name",
+                "api_key_claims",
+                "oauth_client_id",
             )
         }
         self._asserter = asserter
@@ -129,6 +164,8 @@ class IdentityHeaderWriter:
 
     def _build(self, state: AuthState) -> list[tuple[bytes, bytes]]:
         names = self._names
+        if state.machine is not None and state.is_signed_in:
+            return self._build_machine(state.machine, state.token)
         claims = state.claims if state.is_signed_in else None
         status = "signed-in" if claims is not None and claims.user_id and not claims.is_pending else "signed-out"
         result = [(names["status"], status.encode())]
@@ -150,6 +187,30 @@ class IdentityHeaderWriter:
             result.append((names["org_permissions"], encode_identity_value(",".join(claims.org_permissions))))
         if self._asserter is not None and state.token is not None:
             result.append((ASSERTION_HEADER.lower().encode(), self._asserter.assertion(state.token, claims).encode()))
+        return result
+
+    def _build_machine(self, machine: MachineIdentity, token: str | None) -> list[tuple[bytes, bytes]]:
+        names = self._names
+        result = [(names["status"], b"signed-in"), (names["token_type"], machine.token_type.encode())]
+        for field, value in (
+            ("token_id", machine.id),
+            ("user_id", machine.user_id),
+            ("org_id", machine.org_id),
+            ("machine_id", machine.machine_id),
+            ("api_key_name", machine.name),
+            ("oauth_client_id", machine.client_id),
+        ):
+            if value:
+                result.append((names[field], encode_identity_value(value)))
+        if machine.scopes:
+            result.append((names["scopes"], encode_identity_value(",".join(machine.scopes))))
+        if machine.token_type == "api_key" and machine.claims is not None:
+            claims = json.dumps(machine.claims, separators=(",", ":"), ensure_ascii=False)
+            result.append((names["api_key_claims"], encode_identity_value(claims)))
+        if self._asserter is not None and token is not None:
+            result.append(
+                (ASSERTION_HEADER.lower().encode(), self._asserter.machine_assertion(token, machine).encode())
+            )
         return result
 
 

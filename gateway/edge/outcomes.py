@@ -11,7 +11,7 @@ The table (`outcome_for`), first matching row wins:
 |--------------------|---------------------------------------------------------|------------------------------|
 | `clerk-redirect`   | the decision answers with a `Location` (handshake, sync) | 307 there                   |
 | `allowed`          | the policy allows                                       | proceed (+ `Set-Cookie`)     |
-| `forbidden`        | signed in, the rule asks for more                       | 403 `forbidden`              |
+| `forbidden`        | signed in, the rule asks for more (role, scopes)        | 403 `forbidden`              |
 | `keys-unavailable` | sign-in needed, a token was sent, no keys to check it   | 503 `keys_unavailable`       |
 | `sign-in-redirect` | sign-in needed, a GET/HEAD navigation to a page         | 307 to the sign-in URL       |
 | `unauthenticated`  | sign-in needed, anything else (API call, a form POST)   | 401 + Clerk's reason         |
@@ -106,10 +106,11 @@ def outcome_for(
             "You are signed in but not allowed to open this page.",
             navigation and not decision.is_api,
             state_headers,
+            {"reason": decision.reason} if decision.reason else None,
             row="forbidden",
             state=state,
         )
-    if not keys_available and carries_token:
+    if not keys_available and carries_token and not decision.reason:
         return Deny(
             503,
             "keys_unavailable",
@@ -129,7 +130,7 @@ def outcome_for(
         "Sign in to use this API." if decision.is_api else "Sign in to continue.",
         navigation and not decision.is_api,
         state_headers,
-        {"reason": state.reason},
+        {"reason": decision.reason or state.reason},
         row="unauthenticated",
         state=state,
     )

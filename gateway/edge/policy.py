@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.clerk.claims import SessionClaims
+from gateway.clerk.machine import MachineIdentity
+from gateway.edge.machine_rules import judge_token
 from gateway.edge.navigation import is_navigation
 from gateway.settings import GatewaySettings, RouteRule
 
@@ -36,6 +38,7 @@ class Decision:
     verdict: Verdict
     rule: RouteRule
     is_api: bool
+    reason: str = ""  # why, when the rule (not Clerk's decision) refuses: e.g. `token-type-mismatch`
 
 
 class _Matcher:
@@ -72,6 +75,7 @@ class Policy:
         )
         self._default = RouteRule(path="/*")
         self._public_rule = RouteRule(path="(public_paths)", access="public")
+        self._accepts = settings.accepts_token
         self._memo: dict[str | tuple[str, ...], tuple[tuple[RouteRule, ...], bool]] = {}
 
     def rules_for(self, readings: str | tuple[str, ...]) -> tuple[tuple[RouteRule, ...], bool]:
@@ -98,13 +102,17 @@ class Policy:
         return self.rules_for(path)[0][0]
 
     def decide(
-        self, readings: str | tuple[str, ...], headers: Mapping[str, str], claims: SessionClaims | None
+        self,
+        readings: str | tuple[str, ...],
+        headers: Mapping[str, str],
+        claims: SessionClaims | None,
+        machine: MachineIdentity | None = None,
     ) -> Decision:
         """The verdict on a path (or all its readings): the first rule that does not allow decides."""
         rules, api_path = self.rules_for(readings)
         first = None
         for rule in rules:
-            decision = self._decide_rule(rule, api_path, headers, claims)
+            decision = self._decide_rule(rule, api_path, headers, claims, machine)
             if decision.verdict != "allow":
                 return decision
             first = first or decision
@@ -112,11 +120,18 @@ class Policy:
         return first
 
     def _decide_rule(
-        self, rule: RouteRule, api_path: bool, headers: Mapping[str, str], claims: SessionClaims | None
+        self,
+        rule: RouteRule,
+        api_path: bool,
+        headers: Mapping[str, str],
+        claims: SessionClaims | None,
+        machine: MachineIdentity | None = None,
     ) -> Decision:
         is_api = rule.api or api_path or not is_navigation(headers)
         if self.annotate_only or rule.access == "public":
             return Decision("allow", rule, is_api)
+        if (token := judge_token(rule, self._accepts, claims, machine)) is not None:  # gateway.edge.machine_rules
+            return Decision(token.verdict, rule, machine is not None or is_api, token.reason)
         if claims is None or claims.user_id is None or claims.is_pending:
             return Decision("sign-in", rule, is_api)
         return Decision("allow" if is_authorized(rule, claims) else "forbidden", rule, is_api)

@@ -58,6 +58,7 @@ class EdgeRuntime:
             token_cache_size=gateway.token_cache_size,
             jwks_ttl=gateway.jwks_cache_ttl,
             jwks_min_refetch_interval=gateway.jwks_min_refetch_interval,
+            machine_revocation_window=gateway.machine_token_revocation_window,
             clock=clock,
         )
         self.admission = Admission(

@@ -2,7 +2,8 @@
 
 Besides Clerk's endpoints it has two emulator-only admin endpoints under `/v1/__emulator/`:
 `POST rotate_keys` (new signing key, old one kept in the JWKS for the grace period) and
-`GET state` (call counters and session statuses, for debugging).
+`GET state` (call counters and session statuses, for debugging). The machine endpoints (API keys,
+machines, M2M and OAuth tokens) live in `app_bapi_machines`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
+from gateway.emulator.app_bapi_machines import machine_handlers, machine_secret_allowed
 from gateway.emulator.cookies import refreshed_session_cookies
 from gateway.emulator.errors import EXCEPTION_HANDLERS, ClerkAPIError, not_found, param_invalid, param_missing
 from gateway.emulator.instance import Instance
@@ -53,6 +55,12 @@ def create_bapi_app(instance: Instance) -> ASGIApp:
         if request.url.path in PUBLIC_PATHS:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if (
+            scheme == "Bearer"
+            and machine_secret_allowed(request.url.path)
+            and instance.machine_tokens.machine_for_secret(token.strip()) is not None
+        ):
+            return
         if scheme != "Bearer" or not hmac.compare_digest(token.strip().encode(), config.secret_key.encode()):
             raise ClerkAPIError(
                 401,
@@ -215,6 +223,7 @@ def create_bapi_app(instance: Instance) -> ASGIApp:
             list_memberships,
             rotate_keys,
             emulator_state,
+            *machine_handlers(instance),
         ],
         before_request=require_secret_key,
         exception_handlers=EXCEPTION_HANDLERS,

@@ -2,7 +2,8 @@
 
 Two ports: FAPI (`--fapi-port`, default 4500) and BAPI (`--bapi-port`, default 4501). SIGUSR1
 rotates the signing key (the old key stays in the JWKS for `--rotation-grace` seconds), as does
-`POST /v1/__emulator/rotate_keys` on BAPI. Heavy imports happen in `run` so `gateway --help` is cheap.
+`POST /v1/__emulator/rotate_keys` on BAPI. The banner prints a `curl` line that mints an API key
+(`POST /v1/api_keys`). Heavy imports happen in `run` so `gateway --help` is cheap.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=Path, help="seed TOML file (default: two users, one organization)")
     parser.add_argument("--key-file", type=Path, help="PEM RSA private key to sign with (default: generate)")
+
+
+def mint_api_key_command(bapi_url: str, secret_key: str, subject: str) -> str:
+    """One shell line that creates an API key for `subject` at this emulator (`POST /v1/api_keys`)."""
+    body = f'{{"name":"dev-key","subject":"{subject}"}}'
+    return (
+        f"curl -s -X POST -H 'Authorization: Bearer {secret_key}' -H 'Content-Type: application/json' "
+        f"-d '{body}' {bapi_url}/v1/api_keys"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  CLERK_API_URL={server.bapi_url}")
     print(f"  CLERK_SIGN_IN_URL={config.hosted_sign_in_url}")
     print("Users: " + ", ".join(user.email for user in seed.users) + " (passwords in the seed file)")
+    first_user = seed.users[0].id if seed.users else "user_alice"
+    print("Mint an API key (prints its `secret`, for `Authorization: Bearer ak_…`):")
+    print(f"  {mint_api_key_command(server.bapi_url, config.secret_key, first_user)}")
     print("Ctrl+C stops; SIGUSR1 or POST /v1/__emulator/rotate_keys rotates the signing key.", flush=True)
 
     stopping = threading.Event()

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway.emulator.clock import Clock, system_clock
 from gateway.emulator.config import EmulatorConfig
 from gateway.emulator.ids import IdFactory
+from gateway.emulator.machine_tokens import MachineTokenStore
 from gateway.emulator.seed import Seed
 from gateway.emulator.signing import KeyRing
 from gateway.emulator.state import EmulatorState
@@ -20,6 +21,7 @@ class Instance:
     state: EmulatorState
     keys: KeyRing
     started_at_ms: int
+    machine_tokens: MachineTokenStore
 
     @classmethod
     def create(
@@ -34,4 +36,10 @@ class Instance:
         ids = ids or IdFactory()
         state = EmulatorState(config, seed, clock, ids)
         keys = KeyRing(clock, ids, config.rotation_grace, signing_key)
-        return cls(config=config, state=state, keys=keys, started_at_ms=int(clock() * 1000))
+        return cls(
+            config=config,
+            state=state,
+            keys=keys,
+            started_at_ms=int(clock() * 1000),
+            machine_tokens=MachineTokenStore(clock, keys, config.issuer),
+        )

@@ -89,6 +89,11 @@ class KeyRing:
         key = self.current
         return jwt.encode(payload, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
 
+    def sign_with_headers(self, payload: dict[str, Any], headers: dict[str, Any]) -> str:
+        """Sign with the current key and these JOSE header members besides `kid` (machine tokens)."""
+        key = self.current
+        return jwt.encode(payload, key.private_key, algorithm="RS256", headers={"kid": key.kid, **headers})
+
     def verify_ignoring_expiry(self, token: str) -> dict[str, Any]:
         """Claims of a token signed by a published key; expiry and other time claims are not checked."""
         try:

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from gateway.clerk.token_types import AcceptsToken
 from gateway.settings.keys import parse_private_key_file
 from gateway.settings.parsing import (
     integer,
     list_of,
+    parse_accepts_token,
     parse_allowed_host,
     parse_boolean,
     parse_frontend_api_path,
@@ -62,7 +64,18 @@ class GatewaySettings:
     routes: tuple[RouteRule, ...] = setting(
         (), parse_routes, env="GATEWAY_ROUTES",
         help="Route rules: `[[gateway.routes]]` with `path`, `access` (`public`/`signed-in`), optional "
-        "`org_role`, `org_permission`, `require_org`, `api` (JSON array in the environment).",
+        "`org_role`, `org_permission`, `require_org`, `api`, `accepts` (as `accepts_token`), `scopes` "
+        "(a machine token must carry them all) (JSON array in the environment).",
+    )  # fmt: skip
+    accepts_token: AcceptsToken = setting(
+        "session_token", parse_accepts_token, env="GATEWAY_ACCEPTS_TOKEN",
+        help="Tokens accepted, as Clerk's `acceptsToken`: `session_token`, `api_key`, `m2m_token`, `oauth_token`, "
+        "a comma-separated list (a TOML array) or `any`. Machine tokens come in `Authorization: Bearer` only.",
+    )  # fmt: skip
+    machine_token_revocation_window: float = setting(
+        10.0, seconds(allow_zero=True), env="GATEWAY_MACHINE_TOKEN_REVOCATION_WINDOW",
+        help="Seconds a Backend API answer about an opaque machine token (`ak_`, `mt_`, `oat_`) is reused "
+        "(never past the token's expiry): a revoked token is refused within this time. 0 asks every time.",
     )  # fmt: skip
     path_case: PathCase = setting(
         "strict", parse_path_case, env="GATEWAY_PATH_CASE",
@@ -104,7 +117,8 @@ class GatewaySettings:
     identity_headers: IdentityHeaders = setting(
         IdentityHeaders(), parse_identity_headers, env="GATEWAY_IDENTITY_HEADERS",
         help="Header names for `status, reason, user_id, session_id, org_id, org_role, org_slug, "
-        "org_permissions` (a table; JSON in the environment).",
+        "org_permissions`, and for machine tokens `token_type, token_id, machine_id, scopes, api_key_name, "
+        "api_key_claims, oauth_client_id` (a table; JSON in the environment).",
         default_text="`X-Clerk-Auth-Status`, `X-Clerk-Auth-Reason`, `X-Clerk-User-Id`, …",
     )  # fmt: skip
     allowed_hosts: tuple[str, ...] = setting(

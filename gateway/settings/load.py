@@ -135,6 +135,7 @@ def _clerk_options(clerk: ClerkSettings, gateway: GatewaySettings) -> ClerkOptio
         organization_sync=clerk.organization_sync_options,
         frontend_api_url=clerk.frontend_api_url,
         refresh_any_method=gateway.refresh_any_method,
+        accepts_token=gateway.accepts_token,
         allowed_redirect_origins=(
             *gateway.allowed_redirect_origins, *clerk.authorized_parties, *filter(None, [gateway.public_origin])
         ),

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from gateway.clerk.errors import ConfigurationError
 from gateway.clerk.keys import PublishableKey, parse_publishable_key
+from gateway.clerk.token_types import TOKEN_TYPES, AcceptsToken, TokenType
 from gateway.settings.errors import InvalidValue
 from gateway.settings.values import MODES, PATH_CASES, IPNetwork, ListenAddress, Mode, PathCase, Secret
 
@@ -251,6 +252,29 @@ def parse_mode(value: object) -> Mode:
         if text == mode:
             return mode
     raise InvalidValue(f"expected one of {', '.join(MODES)}, got {show(text)}")
+
+
+def _token_type(value: object) -> TokenType:
+    text = parse_text(value).lower()
+    for token_type in TOKEN_TYPES:
+        if text == token_type:
+            return token_type
+    raise InvalidValue(f"expected one of {', '.join(TOKEN_TYPES)}, got {show(text)}")
+
+
+def parse_accepts_token(value: object) -> AcceptsToken:
+    """Clerk's `acceptsToken`: one kind, `any`, or a list (a TOML array, or kinds separated by commas).
+
+    A one-element list is kept a list: Clerk checks a list's kinds before anything else (row A1)."""
+    if isinstance(value, str) and "," not in value:
+        text = parse_text(value).lower()
+        return "any" if text == "any" else _token_type(text)
+    if not isinstance(value, str | list):
+        raise InvalidValue(f"expected a token type, `any` or a list, got {kind_of(value)}")
+    kinds = list_of(_token_type)(value)
+    if not kinds:
+        raise InvalidValue("expected at least one token type")
+    return tuple(dict.fromkeys(kinds))
 
 
 def parse_path_case(value: object) -> PathCase:

@@ -17,6 +17,7 @@ from gateway.settings.errors import InvalidValue
 from gateway.settings.parsing import (
     kind_of,
     list_of,
+    parse_accepts_token,
     parse_boolean,
     parse_path_pattern,
     parse_text,
@@ -109,6 +110,8 @@ _ROUTE_KEY_PARSERS: dict[str, Callable[[object], object]] = {
     "org_permission": parse_text,
     "require_org": parse_boolean,
     "api": parse_boolean,
+    "accepts": parse_accepts_token,
+    "scopes": list_of(parse_text),
 }
 
 
@@ -132,6 +135,8 @@ def _parse_route(value: object) -> RouteRule:
     requires_identity = values.get("org_role") or values.get("org_permission") or values.get("require_org")
     if values.get("access") == "public" and requires_identity:
         problems.append("a public route cannot require an organization, role or permission")
+    if values.get("access") == "public" and (values.get("scopes") or "accepts" in values):
+        problems.append("a public route takes any request: accepts and scopes do not apply to it")
     if problems:
         raise InvalidValue(*problems)
     return RouteRule(**values)

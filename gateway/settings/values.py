@@ -10,6 +10,8 @@ import ipaddress
 from dataclasses import dataclass, field, fields
 from typing import Generic, Literal, TypeVar
 
+from gateway.clerk.token_types import AcceptsToken
+
 KeyT = TypeVar("KeyT")
 
 Mode = Literal["protect", "annotate"]
@@ -67,6 +69,8 @@ class RouteRule:
     org_permission: str | None = None
     require_org: bool = False
     api: bool = False  # answer 401 JSON instead of redirecting to sign-in
+    accepts: AcceptsToken | None = None  # the tokens this route takes; None: `gateway.accepts_token`
+    scopes: tuple[str, ...] = ()  # a machine token must carry every one (`gateway.edge.machine_rules`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,14 @@ class IdentityHeaders:
     org_role: str = "X-Clerk-Org-Role"
     org_slug: str = "X-Clerk-Org-Slug"
     org_permissions: str = "X-Clerk-Org-Permissions"
+    # what a machine token says (sent only for machine tokens; user_id / org_id above carry their owner)
+    token_type: str = "X-Clerk-Token-Type"
+    token_id: str = "X-Clerk-Token-Id"
+    machine_id: str = "X-Clerk-Machine-Id"
+    scopes: str = "X-Clerk-Scopes"
+    api_key_name: str = "X-Clerk-Api-Key-Name"
+    api_key_claims: str = "X-Clerk-Api-Key-Claims"
+    oauth_client_id: str = "X-Clerk-OAuth-Client-Id"
 
     def names(self) -> tuple[str, ...]:
         """Every header name, e.g. to strip client-sent spoofs before proxying."""

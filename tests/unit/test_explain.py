@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jwt
 import pytest
 
 from gateway.cli import main
-from tests.support.clerk import IAT, PK_LIVE, public_pem, session_token
+from tests.support.clerk import IAT, PK_LIVE, private_key, public_pem, session_token
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,3 +88,18 @@ def test_core_benchmark_smoke_mode_runs() -> None:
                                cwd=REPO, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert "core verify, repeat" in completed.stdout
+
+
+def test_explain_follows_accepts_token(networkless_env: None, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    m2m = jwt.encode({"sub": "mch_1", "jti": "mt_1", "iat": IAT, "exp": IAT + 60, "scopes": "mch_2"}, private_key(),
+                     algorithm="RS256", headers={"kid": "k", "cat": "cl_B7d4PD333AAA"})
+    monkeypatch.setenv("GATEWAY_ACCEPTS_TOKEN", "m2m_token")
+    line = {"method": "GET", "url": "https://app.example.com/x", "now": IAT}
+    code, (signed_in, no_header) = explain(
+        monkeypatch, capsys, {**line, "headers": {"authorization": f"Bearer {m2m}"}}, {**line, "headers": {}}
+    )
+    assert code == 0
+    assert (signed_in["status"], signed_in["token_type"]) == ("signed-in", "m2m_token")
+    assert signed_in["machine"]["subject"] == "mch_1" and signed_in["machine"]["scopes"] == ["mch_2"]
+    assert (no_header["status"], no_header["reason"]) == ("signed-out", "No token in header")
