@@ -30,6 +30,7 @@ from litestar.response.base import ASGIResponse
 
 from gateway.edge.admission import Incoming, server_host
 from gateway.edge.outcomes import Deny, Outcome, Proceed, Redirect
+from gateway.edge.record import note_outcome, record_of
 from gateway.edge.runtime import EdgeRuntime
 
 PATH = "/__gateway/auth"
@@ -61,6 +62,7 @@ async def forward_auth(request: Request[Any, Any, Any]) -> ASGIResponse:
         trusted_peer=True,
     )
     _, outcome = await runtime.admission.admit(incoming)
+    note_outcome(record_of(scope), outcome)
     nginx = any(name == b"x-original-url" for name, _ in headers)
     return render(outcome, runtime, nginx=nginx)
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 
 from gateway.asgi_types import Receive, Scope, Send
-from gateway.clerk.decide import AuthState
 from gateway.edge import answers
 from gateway.edge.admission import Incoming, Screened
 from gateway.edge.outcomes import Deny, Outcome, Proceed
-from gateway.edge.record import RequestRecord, record_of, stamp, stamping
+from gateway.edge.record import RequestRecord, note_outcome, record_of, stamp, stamping
 from gateway.edge.runtime import EdgeRuntime
 
 logger = logging.getLogger("gateway")
@@ -49,7 +48,7 @@ class Gate:
         if websocket:
             record.route_class = "websocket"
         outcome = await self.admission.decide(screened)
-        _note(record, outcome)
+        note_outcome(record, outcome)
         if not isinstance(outcome, Proceed):
             await self._refuse(scope, receive, send, record, outcome)
             return
@@ -106,19 +105,3 @@ def _route_to_canonical(scope: Scope, screened: Screened) -> None:
     """From here on the request is its canonical path: what the Frontend API proxy and the app receive."""
     scope["raw_path"] = screened.path.forwarded
     scope["path"] = screened.path.judged
-
-
-def _note(record: RequestRecord, outcome: Outcome) -> None:
-    """What the access log and the metrics say of the decision."""
-    state: AuthState | None = outcome.state
-    if state is None:
-        assert isinstance(outcome, Deny)
-        record.decision, record.reason = "refused", outcome.code
-        return
-    record.decision = state.status
-    record.reason = state.reason
-    signed_in = state.status == "signed-in"
-    if signed_in and state.machine is not None:
-        record.user_id = state.machine.subject
-    else:
-        record.user_id = state.claims.user_id if signed_in and state.claims is not None else None

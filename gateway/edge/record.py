@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from gateway.asgi_types import Send
+from gateway.clerk.decide import AuthState
+from gateway.edge.outcomes import Deny, Outcome
 
 RECORD_KEY = "gateway.record"
 
@@ -73,3 +75,19 @@ def record_of(scope: dict[str, Any]) -> RequestRecord:
         record = scope[RECORD_KEY] = RequestRecord()
     assert isinstance(record, RequestRecord)
     return record
+
+
+def note_outcome(record: RequestRecord, outcome: Outcome) -> None:
+    """What the access log and the metrics say of the decision."""
+    state: AuthState | None = outcome.state
+    if state is None:
+        assert isinstance(outcome, Deny)
+        record.decision, record.reason = "refused", outcome.code
+        return
+    record.decision = state.status
+    record.reason = state.reason
+    signed_in = state.status == "signed-in"
+    if signed_in and state.machine is not None:
+        record.user_id = state.machine.subject
+    else:
+        record.user_id = state.claims.user_id if signed_in and state.claims is not None else None
