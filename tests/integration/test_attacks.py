@@ -1,0 +1,277 @@
+"""Attacks on every entrance, as literal bytes, through both ASGI servers the gateway runs on.
+
+Each test asks one question: can a request mean one thing to the gateway and another to the app (or
+to the proxy in front)? The answer is checked twice: the status the client gets, and what the echo
+app received (its path and headers), so "refused" also means "the app never saw it".
+
+`served` runs `gateway serve` on granian and on uvicorn (httptools) in subprocesses, facing the
+clients directly (no trusted proxy); `gateway` is an in-process gateway that trusts 127.0.0.1 as its
+proxy, for the forwarding headers and forward-auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from gateway.emulator.server import EmulatorServer
+from tests.integration.conftest import gateway_settings
+from tests.support.faults import mint_token, raw_request, serve_environment, status_of
+from tests.support.upstream import EchoUpstream, unused_port, upstream_in_thread
+
+HOST = "app.test:8000"
+ALLOWED_HOSTS = "app.test:8000,*.example.com"
+ROUTES = '[{"path": "/admin/*", "org_role": "admin"}, {"path": "/secret", "org_role": "admin"}]'
+SERVERS = ("granian", "uvicorn")
+JSON = ("Accept", "application/json")
+
+
+def request(
+    target: str, headers: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (), *, method: str = "GET",
+    host: str | None = HOST, body: bytes = b"",
+) -> bytes:  # fmt: skip
+    """Literal request bytes (`host=None`: no `Host` line); non-ASCII text goes out as raw UTF-8."""
+    lines = [f"{method} {target} HTTP/1.1", *([f"Host: {host}"] if host is not None else []), "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    head: bytes
+    body: bytes
+
+    @property
+    def app(self) -> dict[str, Any] | None:
+        """What the echo app received (path, query, headers), or None when the gateway answered itself."""
+        try:
+            document = json.loads(self.body)
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) and "path" in document else None
+
+    def app_headers(self, name: str) -> list[str]:
+        app = self.app
+        assert app is not None, (self.status, self.body[:300])
+        return [value for key, value in app["headers"] if key.lower() == name]
+
+    def app_header_names(self) -> list[str]:
+        app = self.app
+        assert app is not None, (self.status, self.body[:300])
+        return [key.lower() for key, _ in app["headers"]]
+
+    @property
+    def error(self) -> str | None:
+        try:
+            return json.loads(self.body).get("error")
+        except (ValueError, AttributeError):
+            return None
+
+
+def exchange(url: str, data: bytes) -> Answer:
+    raw = raw_request(url, data, timeout=5)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if b"\r\ntransfer-encoding: chunked" in head.lower():
+        body = _dechunked(body)
+    return Answer(status_of(raw), head, body)
+
+
+async def exchange_async(url: str, data: bytes) -> Answer:
+    """`exchange` for a gateway running in the test's own event loop."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)  # `Connection: close` was sent
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if b"\r\ntransfer-encoding: chunked" in head.lower():
+        body = _dechunked(body)
+    return Answer(status_of(raw), head, body)
+
+
+def _dechunked(data: bytes) -> bytes:
+    body = b""
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        body, data = body + data[:size], data[size + 2 :]
+    return body
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+
+@dataclass(frozen=True)
+class Served:
+    clerk: EmulatorServer
+    urls: dict[str, str]
+
+    def token(self, user: str = "user_bob") -> str:
+        return mint_token(self.clerk, user)
+
+
+def _serve(clerk: EmulatorServer, echo: EchoUpstream, server: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = unused_port()
+    environment = serve_environment(
+        clerk, echo.url, port, GATEWAY_PUBLIC_PATHS="/public/*", GATEWAY_API_PATHS="/api/*", GATEWAY_ROUTES=ROUTES,
+        GATEWAY_ALLOWED_HOSTS=ALLOWED_HOSTS,
+    )  # fmt: skip
+    environment.pop("GATEWAY_TRUSTED_PROXIES", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--server", server],
+        env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return process, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    """`gateway serve` on granian and on uvicorn, no trusted proxy, in front of one echo app."""
+    with EmulatorServer() as clerk, upstream_in_thread() as echo:
+        running = {server: _serve(clerk, echo, server) for server in SERVERS}
+        try:
+            for server, (process, url) in running.items():
+                for _ in range(500):
+                    try:
+                        if httpx.get(f"{url}/__gateway/healthz", timeout=2).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        time.sleep(0.02)
+                else:
+                    raise AssertionError(f"{server} did not start (exit code {process.poll()})")
+            yield Served(clerk, {server: url for server, (_, url) in running.items()})
+        finally:
+            for process, _ in running.values():
+                process.terminate()
+            for process, _ in running.values():
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def send(served: Served, server: str) -> Callable[[bytes], Answer]:
+    url = served.urls[server]
+    return lambda data: exchange(url, data)
+
+
+@pytest.fixture
+async def gateway(dev_clerk: EmulatorServer, upstream: EchoUpstream, run_gateway: Callable[..., Any]) -> Any:
+    """In-process (uvicorn), trusting 127.0.0.1 as its proxy (`gateway_settings`' default)."""
+    return await run_gateway(
+        gateway_settings(dev_clerk, upstream.url, GATEWAY_ROUTES=ROUTES, GATEWAY_ALLOWED_HOSTS=ALLOWED_HOSTS)
+    )
+
+
+def signed_in(token: str) -> list[tuple[str, str]]:
+    return [("Authorization", f"Bearer {token}"), JSON]
+
+
+# ------------------------------------------------------------------------------------------ Host
+
+
+NOT_ONE_HOST = [
+    "evil.example/.example.com",  # ends with the allowed suffix, names evil.example to the app
+    "evil.example?.example.com",
+    "evil.example#.example.com",
+    "evil.example@a.example.com",  # userinfo
+    "a.example.com:evil",  # a port that is not a number
+    "a.example.com:99999",  # a port out of range (was a 500 on the gateway's own endpoints)
+    "a.example.com, b.example.com",  # what two Host lines merge into
+    "evil.example .example.com",
+]
+ENTRANCES = ("/x", "/public/x", "/__gateway/whoami", "/__gateway/sign-out", "/__clerk/v1/environment")
+
+
+@pytest.mark.parametrize("host", NOT_ONE_HOST)
+def test_a_host_that_is_not_one_host_name_is_not_allowed_by_a_suffix(
+    host: str, send: Callable[[bytes], Answer], served: Served
+) -> None:
+    token = served.token()
+    for target in ENTRANCES:
+        answer = send(request(target, signed_in(token), host=host))
+        assert answer.app is None, (target, answer)
+        if target.startswith("/__gateway/"):  # Litestar refuses some of them itself, in its own words
+            assert answer.status in (400, 421), (target, answer)
+        else:
+            assert (answer.status, answer.error) == (421, "host_not_allowed"), (target, answer)
+
+
+@pytest.mark.parametrize("host", NOT_ONE_HOST)
+async def test_without_an_allow_list_a_host_that_is_not_one_host_name_is_a_400_never_a_500(
+    host: str, dev_clerk: EmulatorServer, upstream: EchoUpstream, run_gateway: Callable[..., Any]
+) -> None:
+    gateway = await run_gateway(gateway_settings(dev_clerk, upstream.url, GATEWAY_TRUSTED_PROXIES=""))
+    token = mint_token(dev_clerk, "user_bob")
+    for target in ENTRANCES:
+        answer = await exchange_async(gateway.url, request(target, signed_in(token), host=host))
+        assert answer.status == 400 and answer.app is None, (target, answer)
+        if not target.startswith("/__gateway/"):
+            assert answer.error == "bad_host", (target, answer)
+
+
+def test_two_host_lines_are_refused_even_when_each_is_allowed(send: Callable[[bytes], Answer]) -> None:
+    answer = send(request("/public/x", [("Host", "b.example.com"), JSON], host="a.example.com"))
+    assert answer.status in (400, 421) and answer.app is None
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("APP.TEST:8000", 200),  # names are case-insensitive
+        ("a.example.com", 200),
+        ("a.B.example.com:8443", 200),
+        ("app.test:8000.", 421),  # a dot after the port: not a host at all
+        ("app.test.:8000", 421),  # the trailing-dot spelling is another name to the allow-list
+        ("app.test:08000", 421),
+        ("app.test", 421),
+        ("app.test:80", 421),
+        ("example.com", 421),  # `*.example.com` is for sub-domains only
+        ("example.com.evil", 421),
+    ],
+)
+def test_host_spellings_are_judged_as_the_allow_list_names_them(
+    host: str, status: int, send: Callable[[bytes], Answer]
+) -> None:
+    answer = send(request("/public/x", [JSON], host=host))
+    assert answer.status == status, (host, answer)
+    if status == 200:
+        assert answer.app_headers("host") == [host] and answer.app_headers("x-forwarded-host") == [host]
+    else:
+        assert answer.app is None
+
+
+def test_an_absolute_form_target_is_judged_by_its_path_and_the_host_header(
+    send: Callable[[bytes], Answer], served: Served
+) -> None:
+    answer = send(request("http://evil.example/admin/x", signed_in(served.token())))
+    assert answer.status in (400, 403) and answer.app is None
+    answer = send(request("http://evil.example/public/x", [JSON]))
+    if answer.status == 200:  # the server took the path; the app gets the Host the gateway judged
+        assert answer.app is not None and answer.app["path"] == "/public/x"
+        assert answer.app_headers("host") == [HOST]
+    else:
+        assert answer.status == 400 and answer.app is None
