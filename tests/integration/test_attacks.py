@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from gateway.emulator.server import EmulatorServer
-from tests.integration.conftest import gateway_settings
+from tests.integration.conftest import RunningGateway, gateway_settings
 from tests.support.faults import mint_token, raw_request, serve_environment, status_of
 from tests.support.upstream import EchoUpstream, unused_port, upstream_in_thread
 
@@ -275,3 +275,51 @@ def test_an_absolute_form_target_is_judged_by_its_path_and_the_host_header(
         assert answer.app_headers("host") == [HOST]
     else:
         assert answer.status == 400 and answer.app is None
+
+
+# ------------------------------------------------------------------------------------ forwarding headers
+
+UNDERSCORE_FORWARDING = [
+    ("X_Forwarded_Host", "evil.example"),
+    ("x_forwarded_for", "6.6.6.6"),
+    ("X_FORWARDED_PROTO", "https"),
+    ("x_forwarded_prefix", "/evil"),
+    ("X_Real_IP", "6.6.6.6"),
+    ("cf_connecting_ip", "6.6.6.6"),
+]
+
+
+def test_underscore_spellings_of_forwarding_headers_never_reach_the_app(send: Callable[[bytes], Answer]) -> None:
+    """CGI-style servers (`HTTP_X_FORWARDED_HOST`) fold `x_forwarded_host` into the header the gateway writes."""
+    answer = send(request("/public/x", [*UNDERSCORE_FORWARDING, JSON]))
+    assert answer.status == 200
+    names = answer.app_header_names()
+    assert not [name for name in names if "_" in name], names
+    assert answer.app_headers("x-forwarded-host") == [HOST] and answer.app_headers("x-forwarded-for") == ["127.0.0.1"]
+    assert answer.app_headers("x-forwarded-proto") == ["http"] and "x-real-ip" not in names
+
+
+def test_forwarding_headers_of_an_untrusted_peer_are_replaced_not_appended(send: Callable[[bytes], Answer]) -> None:
+    spoofed = [("X-Forwarded-Host", "evil.example"), ("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "https"),
+               ("Forwarded", "for=6.6.6.6;host=evil.example;proto=https"), ("X-Real-IP", "6.6.6.6"),
+               ("X-Forwarded-Prefix", "/evil"), JSON]  # fmt: skip
+    answer = send(request("/public/x", spoofed))
+    assert answer.status == 200
+    names = answer.app_header_names()
+    assert answer.app_headers("x-forwarded-host") == [HOST] and answer.app_headers("x-forwarded-for") == ["127.0.0.1"]
+    assert answer.app_headers("x-forwarded-proto") == ["http"]
+    assert not {"forwarded", "x-real-ip", "x-forwarded-prefix"} & set(names), names
+
+
+async def test_a_trusted_proxy_passes_its_own_forwarding_headers_but_no_underscore_twins(
+    gateway: RunningGateway,
+) -> None:
+    headers = [("X-Forwarded-Host", "a.example.com"), ("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9"),
+               *UNDERSCORE_FORWARDING, JSON]  # fmt: skip
+    answer = await exchange_async(gateway.url, request("/public/x", headers))
+    assert answer.status == 200
+    names = answer.app_header_names()
+    assert not [name for name in names if "_" in name], names
+    assert answer.app_headers("x-forwarded-host") == ["a.example.com"]
+    assert answer.app_headers("x-forwarded-for") == ["203.0.113.9, 127.0.0.1"]
+    assert answer.app_headers("x-real-ip") == ["203.0.113.9"]
