@@ -323,3 +323,131 @@ async def test_a_trusted_proxy_passes_its_own_forwarding_headers_but_no_undersco
     assert answer.app_headers("x-forwarded-host") == ["a.example.com"]
     assert answer.app_headers("x-forwarded-for") == ["203.0.113.9, 127.0.0.1"]
     assert answer.app_headers("x-real-ip") == ["203.0.113.9"]
+
+
+# ------------------------------------------------------------------------------------------ paths
+
+
+@pytest.mark.parametrize(
+    ("target", "statuses"),
+    [
+        ("/public/x%", (400,)),  # a `%` at the end
+        ("/public/x%4", (400,)),
+        ("/public/x%zz", (400,)),
+        ("/public/%2e%2e/secret", (401,)),  # judged as /secret, where it leads
+        ("/public/..%2fsecret", (400,)),
+        ("/public/" + "a" * 9000, (414, 400)),  # past GATEWAY_MAX_URL_LENGTH (or the server's own limit)
+        ("/public/" + "a" * 100_000, (414, 400, 431)),
+        ("/public/x?" + "q" * 9000, (414, 400)),
+    ],
+)
+def test_path_spellings_are_refused_or_judged_as_the_app_reads_them(
+    target: str, statuses: tuple[int, ...], send: Callable[[bytes], Answer]
+) -> None:
+    answer = send(request(target, [JSON]))
+    assert answer.status in statuses and answer.app is None, (target[:60], answer.status, answer.body[:200])
+
+
+def test_raw_non_ascii_reaches_the_app_percent_encoded_or_not_at_all(send: Callable[[bytes], Answer]) -> None:
+    answer = send(request("/public/\udcc3\udca9", [JSON]))  # the raw bytes C3 A9 (é)
+    if answer.status == 200:  # granian passes raw bytes on; the app gets the canonical escape
+        assert answer.app is not None and answer.app["path"] == "/public/%C3%A9"
+    else:  # httptools refuses raw non-ASCII itself
+        assert answer.status == 400 and answer.app is None
+    answer = send(request("/admin/\udcc3\udca9", [JSON]))
+    assert answer.status in (400, 401) and answer.app is None
+
+
+def test_a_fragment_or_a_query_cannot_carry_a_path_past_the_policy(
+    send: Callable[[bytes], Answer], served: Served
+) -> None:
+    answer = send(request("/public/x#/../../secret", [JSON]))
+    assert answer.status == 200 and answer.app is not None and answer.app["path"] == "/public/x"
+    for target, path, query in (("/public/x?/../../secret", "/public/x", "/../../secret"),
+                                ("/public/x?a=1;b=/../secret", "/public/x", "a=1;b=/../secret")):  # fmt: skip
+        answer = send(request(target, [JSON]))
+        assert answer.status == 200 and answer.app is not None, target
+        assert (answer.app["path"], answer.app["query"]) == (path, query)
+    answer = send(request("/admin;x=/../public/x", signed_in(served.token())))  # `;` in the path is judged
+    assert answer.status == 200 and answer.app is not None and answer.app["path"] == "/public/x"
+    answer = send(request("/public/x;/../../admin/x", signed_in(served.token())))
+    assert answer.status == 403 and answer.app is None
+
+
+@pytest.mark.parametrize("target", ["//__gateway/whoami", "/__GATEWAY/whoami", "/__gateway/whoami/", "/__gateway/x"])
+def test_an_app_path_that_looks_like_the_gateways_is_judged_as_any_app_path(
+    target: str, send: Callable[[bytes], Answer]
+) -> None:
+    answer = send(request(target, [JSON]))
+    assert answer.status == 401 and answer.app is None and answer.error == "unauthenticated", (target, answer)
+
+
+@pytest.mark.parametrize("target", ["/__gateway/%77hoami", "/__gateway/./whoami", "/__gateway/x/../whoami"])
+def test_the_gateways_own_endpoints_are_routed_by_their_canonical_path(
+    target: str, send: Callable[[bytes], Answer], served: Served
+) -> None:
+    answer = send(request(target, signed_in(served.token())))
+    assert answer.status == 200 and answer.app is None
+    assert json.loads(answer.body)["identity"]["user_id"] == "user_bob"
+
+
+@pytest.mark.parametrize("target", ["/__gateway/healthz/../../admin/x", "/__gateway/%2e%2e/admin/x"])
+def test_a_gateway_prefix_cannot_carry_a_path_past_the_policy(
+    target: str, send: Callable[[bytes], Answer], served: Served
+) -> None:
+    answer = send(request(target, signed_in(served.token())))
+    assert answer.status == 403 and answer.app is None, (target, answer)
+
+
+# ------------------------------------------------------------------------------------------ forward-auth
+
+
+def forward_auth(uri: str | None, *headers: tuple[str, str], method: str = "GET", host: str = HOST) -> bytes:
+    described = [("X-Forwarded-Method", method), ("X-Forwarded-Proto", "http"), ("X-Forwarded-Host", host)]
+    if uri is not None:
+        described.append(("X-Forwarded-Uri", uri))
+    return request("/__gateway/auth", [*described, *headers])
+
+
+@pytest.mark.parametrize(
+    ("uri", "status", "code"),
+    [
+        ("http://evil.example/admin/x", 400, "bad_request_target"),  # an absolute URL is not a path
+        ("//evil.example/admin/x", 401, "unauthenticated"),  # a path (`//` and all), judged as one
+        ("/public/../admin/x", 403, "forbidden"),
+        ("/public/%2e%2e/admin/x", 403, "forbidden"),
+        ("/public/x#/../../admin/x", 400, "ambiguous_path"),  # a fragment never travels: it is refused
+        ("", 400, "missing_original_request"),  # an empty description is no request to judge
+        ("   ", 400, "missing_original_request"),
+        ("*", 400, "bad_request_target"),
+    ],
+)
+async def test_forward_auth_judges_the_described_path_as_the_proxy_does(
+    uri: str, status: int, code: str, gateway: RunningGateway, dev_clerk: EmulatorServer
+) -> None:
+    headers = signed_in(mint_token(dev_clerk, "user_bob"))
+    if code == "unauthenticated":
+        headers = [JSON]
+    answer = await exchange_async(gateway.url, forward_auth(uri, *headers))
+    assert (answer.status, answer.error) == (status, code), (uri, answer)
+
+
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [("GET", 200), ("get", 200), ("PROPFIND", 200), ("G\u00c9T", 400), ("GET /x", 400), ("G-T", 400), ("", 200)],
+)
+async def test_forward_auth_reads_the_method_as_a_method_or_refuses_it(
+    method: str, status: int, gateway: RunningGateway
+) -> None:
+    answer = await exchange_async(gateway.url, forward_auth("/public/x", JSON, method=method))
+    assert answer.status == status, (method, answer)
+
+
+@pytest.mark.parametrize("host", ["evil.example@a.example.com", "evil.example/.example.com", "a.example.com:99999"])
+async def test_forward_auth_holds_the_described_host_to_the_allow_list(host: str, gateway: RunningGateway) -> None:
+    answer = await exchange_async(gateway.url, forward_auth("/public/x", JSON, host=host))
+    assert (answer.status, answer.error) == (421, "host_not_allowed"), (host, answer)
+    answer = await exchange_async(
+        gateway.url, request("/__gateway/auth", [("X-Original-URL", f"http://{host}/x"), JSON])
+    )
+    assert answer.status == 403, (host, answer)  # nginx's spelling: its refusals are 401 or 403
