@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -451,3 +452,157 @@ async def test_forward_auth_holds_the_described_host_to_the_allow_list(host: str
         gateway.url, request("/__gateway/auth", [("X-Original-URL", f"http://{host}/x"), JSON])
     )
     assert answer.status == 403, (host, answer)  # nginx's spelling: its refusals are 401 or 403
+
+
+# ------------------------------------------------------------------------------------ identity headers
+
+
+def test_identity_headers_a_client_sends_never_reach_the_app_in_any_spelling(send: Callable[[bytes], Answer]) -> None:
+    spoofed = [
+        ("X-Clerk-User-Id", "user_evil"), ("x_clerk_user_id", "user_evil"), ("X-CLERK-ORG-ROLE", "org:admin"),
+        ("X-Clerk-Auth-Status", "signed-in"), ("x-clerk-auth-status", "signed-in"), ("X_Clerk_Org_Id", "org_x"),
+        ("X-Gateway-Identity-Assertion", "forged"), ("x_gateway_identity_assertion", "forged"), JSON,
+    ]  # fmt: skip
+    answer = send(request("/public/x", spoofed))
+    assert answer.status == 200
+    names = answer.app_header_names()
+    assert answer.app_headers("x-clerk-auth-status") == ["signed-out"]
+    assert not [name for name in names if name.replace("_", "-").startswith(("x-clerk-user", "x-clerk-org"))]
+    assert not [name for name in names if "identity-assertion" in name.replace("_", "-")]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"X-Clerk-User-Id : user_evil",  # a space before the colon
+        b"X-Clerk-User-Id\t: user_evil",
+        b" X-Clerk-User-Id: user_evil",  # obs-fold: a continuation line
+        b"X-Foo: a\r\n\tX-Clerk-User-Id: user_evil",
+        b"X-Clerk-User-Id:user_evil\rX-Bar: b",  # a bare CR
+    ],
+)
+def test_header_lines_a_parser_could_read_two_ways_are_refused_by_both_servers(
+    line: bytes, send: Callable[[bytes], Answer]
+) -> None:
+    data = (
+        b"GET /public/x HTTP/1.1\r\nHost: "
+        + HOST.encode()
+        + b"\r\nX-Pad: 1\r\n"
+        + line
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    answer = send(data)
+    if answer.status == 200:  # read as a value of the line before: still never an identity header
+        assert answer.app_headers("x-clerk-user-id") == [] and answer.app_headers("x-clerk-auth-status") == [
+            "signed-out"
+        ]
+    else:
+        assert answer.status == 400 and answer.app is None, (line, answer)
+
+
+# ------------------------------------------------------------------------------------------ WebSockets
+
+
+def websocket_upgrade(path: str, *headers: tuple[str, str], protocol: str | None = "chat") -> bytes:
+    upgrade = [
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ]
+    if protocol:
+        upgrade.append(("Sec-WebSocket-Protocol", protocol))
+    return request(path, [*upgrade, *headers]).replace(b"Connection: close", b"Connection: Upgrade")
+
+
+def handshake_status(url: str, data: bytes) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as connection:
+        connection.sendall(data)
+        received = b""
+        try:
+            while b"\r\n\r\n" not in received:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return status_of(received), received.partition(b"\r\n\r\n")[0]
+
+
+def test_a_websocket_upgrade_reaches_the_app_only_where_the_policy_allows(served: Served, server: str) -> None:
+    url = served.urls[server]
+    token = [("Authorization", f"Bearer {served.token()}")]
+    status, head = handshake_status(url, websocket_upgrade("/_/ws", *token))
+    assert status == 101 and b"sec-websocket-protocol: chat" in head.lower()
+    for path in ("/admin/x", "/%61dmin/x", "/ADMIN/x", "/public/%2e%2e/admin/x", "/admin;x/x", "//admin/x"):
+        status, _ = handshake_status(url, websocket_upgrade(path, *token))
+        assert status in (0, 400, 403), (path, status)  # granian may close the refused handshake without an answer
+    status, _ = handshake_status(url, websocket_upgrade("/_/ws"))
+    assert status in (0, 401, 403), status
+    status, _ = handshake_status(url, websocket_upgrade("/_/ws", ("X-Clerk-User-Id", "user_bob")))
+    assert status in (0, 401, 403), status
+
+
+def test_a_websocket_subprotocol_list_cannot_smuggle_another_request(served: Served, server: str) -> None:
+    url = served.urls[server]
+    token = ("Authorization", f"Bearer {served.token()}")
+    status, head = handshake_status(url, websocket_upgrade("/_/ws", token, protocol="x, chat"))
+    assert status == 101 and b"sec-websocket-protocol: chat" in head.lower()
+    status, _ = handshake_status(url, websocket_upgrade("/_/ws", token, protocol="chat\r\nX-Clerk-User-Id: user_x"))
+    assert status in (101, 400)  # the injected line is a header of its own, stripped as any identity header
+
+
+def test_an_upgrade_the_gateway_does_not_relay_is_not_passed_to_the_app(send: Callable[[bytes], Answer]) -> None:
+    answer = send(request("/public/x", [("Upgrade", "h2c"), ("Connection", "Upgrade, HTTP2-Settings"),
+                                        ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"), JSON]))  # fmt: skip
+    assert answer.status == 200
+    names = answer.app_header_names()
+    assert not {"upgrade", "http2-settings"} & set(names), names
+
+
+# ------------------------------------------------------------------------------------------ /__clerk
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("/__clerk/../admin/x", 403),  # leaves the prefix: judged as the app path it names
+        ("/__clerk/%2e%2e/admin/x", 403),
+        ("/__clerk/v1/../../admin/x", 403),
+        ("/__clerk%2F../admin/x", 400),
+        ("/__clerkX/v1/environment", 200),  # not the prefix: an app path like any other
+        ("/__CLERK/v1/environment", 200),
+        ("/__clerk;x/v1/environment", 200),
+    ],
+)
+def test_the_frontend_api_prefix_is_matched_on_the_canonical_path_only(
+    target: str, status: int, send: Callable[[bytes], Answer], served: Served
+) -> None:
+    answer = send(request(target, signed_in(served.token())))
+    assert answer.status == status, (target, answer)
+    if status == 200:
+        assert answer.app is not None and answer.app_headers("x-clerk-user-id") == ["user_bob"]
+    else:
+        assert answer.app is None
+
+
+def test_a_frontend_api_path_cannot_name_another_host(send: Callable[[bytes], Answer]) -> None:
+    for target in ("/__clerk//evil.example/v1/environment", "/__clerk/@evil.example/v1/environment"):
+        answer = send(request(target, [JSON]))
+        assert answer.status in (400, 404) and answer.app is None, (target, answer)
+    answer = send(request("/__clerk/v1/environment", [JSON]))
+    assert answer.status == 200 and answer.app is None
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+
+def test_the_metrics_endpoint_is_matched_on_the_canonical_path(send: Callable[[bytes], Answer]) -> None:
+    """An edge that blocks `/__gateway/metrics` (SECURITY.md) sees `/__gateway%2Fmetrics` as another path."""
+    assert b"# HELP" in send(request("/__gateway/metrics")).body
+    answer = send(request("/__gateway%2Fmetrics", [JSON]))
+    assert (answer.status, answer.error) == (400, "ambiguous_path") and b"# HELP" not in answer.body
+    answer = send(request("/__gateway/%6Detrics", [JSON]))  # canonical spelling: the same endpoint
+    assert answer.status == 200 and b"# HELP" in answer.body
