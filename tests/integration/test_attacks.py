@@ -606,3 +606,73 @@ def test_the_metrics_endpoint_is_matched_on_the_canonical_path(send: Callable[[b
     assert (answer.status, answer.error) == (400, "ambiguous_path") and b"# HELP" not in answer.body
     answer = send(request("/__gateway/%6Detrics", [JSON]))  # canonical spelling: the same endpoint
     assert answer.status == 200 and b"# HELP" in answer.body
+
+
+# ------------------------------------------------------------------------------------------ the session memo
+
+
+def test_a_remembered_session_is_judged_again_on_every_path_method_and_host(
+    send: Callable[[bytes], Answer], served: Served
+) -> None:
+    """The memo keys the decision, never the route: the same token and headers, another request."""
+    headers = signed_in(served.token())
+    for _ in range(2):  # the second round is answered from the memo
+        answer = send(request("/home", headers))
+        assert answer.status == 200 and answer.app_headers("x-clerk-user-id") == ["user_bob"]
+        for target in ("/admin/x", "/%61dmin/x", "/secret", "/home/../admin/x"):
+            answer = send(request(target, headers))
+            assert answer.status == 403 and answer.app is None, target
+        answer = send(request("/admin/x", headers, method="HEAD"))
+        assert answer.status == 403
+        answer = send(request("/home", headers, host="evil.example"))
+        assert answer.status == 421 and answer.app is None
+    cookie = [("Cookie", f"__session={served.token()}"), ("Authorization", "Bearer not-a-token"), JSON]
+    answer = send(request("/home", cookie))  # a valid cookie does not vouch for a bad header token
+    assert answer.app is None or answer.app_headers("x-clerk-user-id") == []
+
+
+# ------------------------------------------------------------------------------------------ sign-out
+
+
+def test_sign_out_refuses_a_cross_site_post_and_an_off_site_redirect(send: Callable[[bytes], Answer]) -> None:
+    form = b"redirect_url=https%3A%2F%2Fevil.example%2F"
+    post = [("Content-Type", "application/x-www-form-urlencoded"), ("Content-Length", str(len(form)))]
+    for origin in ("https://evil.example", "null", f"http://{HOST}.evil.example", f"http://user@{HOST}"):
+        answer = send(request("/__gateway/sign-out", [*post, ("Origin", origin)], method="POST", body=form))
+        assert (answer.status, answer.error) == (403, "origin_not_allowed"), origin
+    answer = send(request("/__gateway/sign-out", [*post, ("Origin", f"http://{HOST}")], method="POST", body=form))
+    assert answer.status == 303 and b"\r\nlocation: /\r\n" in answer.head.lower() + b"\r\n"
+    page = send(
+        request("/__gateway/sign-out?redirect_url=%22%3E%3Cscript%3Ealert(1)%3C/script%3E", [("Accept", "text/html")])
+    )
+    assert page.status == 200 and b"<script>alert" not in page.body and b"frame-ancestors 'none'" in page.head
+
+
+# ------------------------------------------------------------------------------------------ no 5xx
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET /public/x HTTP/1.1\r\nHost: app.test:8000\r\nCookie: __session=\xff\xfe\r\nConnection: close\r\n\r\n",
+        b"GET /public/x HTTP/1.1\r\nHost: app.test:8000\r\nAuthorization: Bearer \xc3\xa9.\xc3\xa9.\xc3\xa9\r\n"
+        b"Connection: close\r\n\r\n",
+        b"GET /public/x?__clerk_handshake=%ff%fe HTTP/1.1\r\nHost: app.test:8000\r\nConnection: close\r\n\r\n",
+        b"GET /x?__clerk_db_jwt=\xff HTTP/1.1\r\nHost: app.test:8000\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+        b"GET /public/x HTTP/1.1\r\nHost: app.test:8000\r\nCookie: " + b"a" * 12000 + b"\r\nConnection: close\r\n\r\n",
+        b"GET /public/x HTTP/1.1\r\nHost: [::1\r\nConnection: close\r\n\r\n",
+        b"GET /public/x HTTP/1.1\r\nHost: \xc3\xa9.example.com\r\nConnection: close\r\n\r\n",
+        b"GET /__gateway/whoami HTTP/1.1\r\nHost: app.test:8000\r\nCookie: __client_uat=abc; __session=x.y.z\r\n"
+        b"Connection: close\r\n\r\n",
+        b"POST /__gateway/sign-out HTTP/1.1\r\nHost: app.test:8000\r\nOrigin: \xff\r\nContent-Length: 3\r\n"
+        b"Connection: close\r\n\r\n%ff",
+        b"GET /__gateway/auth HTTP/1.1\r\nHost: app.test:8000\r\nX-Forwarded-Uri: /\xff\r\nConnection: close\r\n\r\n",
+        b"GET /__clerk/v1/\xff HTTP/1.1\r\nHost: app.test:8000\r\nConnection: close\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: app.test:8000\r\nConnection: close\r\n\r\n",
+        b"CONNECT app.test:8000 HTTP/1.1\r\nHost: app.test:8000\r\nConnection: close\r\n\r\n",
+    ],
+)
+def test_bad_input_is_never_answered_with_a_5xx(data: bytes, send: Callable[[bytes], Answer]) -> None:
+    answer = send(data)
+    assert 0 < answer.status < 500, (data[:80], answer)
+    assert b"Traceback" not in answer.body
