@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -676,3 +677,53 @@ def test_bad_input_is_never_answered_with_a_5xx(data: bytes, send: Callable[[byt
     answer = send(data)
     assert 0 < answer.status < 500, (data[:80], answer)
     assert b"Traceback" not in answer.body
+
+
+# ------------------------------------------------------------------------------------------ smuggling
+
+
+SMUGGLED = b"GET /admin/x HTTP/1.1\r\nHost: app.test:8000\r\nAccept: application/json\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Content-Length: 4, 4\r\n",  # a list of lengths
+        b"Content-Length: 4\r\nTransfer-Encoding: identity\r\n",
+        b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
+        b"Transfer-Encoding: chunked, identity\r\n",
+        b"Transfer-Encoding:\tchunked\r\nContent-Length: 4\r\n",
+        b"Content-Length: 0x4\r\n",
+    ],
+)
+def test_a_body_length_two_parsers_could_read_differently_smuggles_nothing(
+    head: bytes, served: Served, server: str
+) -> None:
+    data = b"POST /public/x HTTP/1.1\r\nHost: app.test:8000\r\n" + head + b"\r\n0\r\n\r\n" + SMUGGLED
+    answer = raw_request(served.urls[server], data, timeout=3)
+    assert answer.count(b"HTTP/1.1 ") <= 1, answer[:400]  # never a second answer, for the smuggled request
+    assert b'"/admin/x"' not in answer and status_of(answer) < 500
+
+
+def test_keep_alive_requests_are_each_judged_on_their_own_headers(served: Served, server: str) -> None:
+    token = served.token()
+    first = (
+        f"GET /home HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {token}\r\nAccept: application/json\r\n\r\n"
+    ).encode()
+    second = f"GET /home HTTP/1.1\r\nHost: {HOST}\r\nAccept: application/json\r\nConnection: close\r\n\r\n".encode()
+    parts = urlsplit(served.urls[server])
+    assert parts.hostname is not None and parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as connection:
+        connection.sendall(first + second)
+        received = b""
+        while True:
+            try:
+                chunk = connection.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
+    assert statuses == [200, 401], statuses
+    assert received.count(b"user_bob") == 1  # the identity of the first request only
