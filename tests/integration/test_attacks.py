@@ -727,3 +727,13 @@ def test_keep_alive_requests_are_each_judged_on_their_own_headers(served: Served
     statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
     assert statuses == [200, 401], statuses
     assert received.count(b"user_bob") == 1  # the identity of the first request only
+
+
+@pytest.mark.parametrize(
+    "spelling", ["/admin%EF%BC%8E/x", "/admin%E2%80%A4/x", "/admin%C2%A0/x", "/admin%EF%BC%9Bx/x", "/admin%EF%BC%8F/x"]
+)
+def test_a_unicode_spelling_folded_and_then_read_another_way_is_still_judged_as_admin(
+    spelling: str, send: Callable[[bytes], Answer], served: Served
+) -> None:
+    answer = send(request(spelling, signed_in(served.token())))
+    assert answer.status in (400, 403) and answer.app is None, (spelling, answer)
