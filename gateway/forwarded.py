@@ -29,6 +29,17 @@ FORWARDING_HEADERS = frozenset({b"forwarded", b"x-real-ip", b"cf-connecting-ip",
 # What the app receives from us: replaced, never copied from the client.
 UPSTREAM_FORWARDING_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 
+
+def is_forwarding_twin(name: bytes) -> bool:
+    """An underscore spelling of a forwarding header (`x_forwarded_host`, `x_real_ip`): servers that map
+    headers to CGI-style variables (`HTTP_X_FORWARDED_HOST`) fold it into the real one, so an app could
+    read a client's value in place of ours. Never believed, never forwarded, from any peer."""
+    if b"_" not in name:
+        return False
+    dashed = name.lower().replace(b"_", b"-")
+    return dashed.startswith(FORWARDING_HEADER_PREFIX) or dashed in FORWARDING_HEADERS
+
+
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
 

@@ -13,6 +13,7 @@ proxy needs no more); `admit` runs them all.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +116,7 @@ class Admission:
     # ------------------------------------------------------------------------------ before the decision
 
     def screen(self, incoming: Incoming) -> Screened | Deny:
-        """Limits, the canonical path and the `Host` allow-list."""
+        """Limits, the canonical path and the `Host` allow-list (and a `Host` that names one host)."""
         if len(incoming.raw_path) + len(incoming.query) + 1 > self._max_url:
             return Deny(414, "uri_too_long", "The request URL is too long.")
         refusal, headers = self._read_head(incoming)
@@ -129,12 +130,20 @@ class Admission:
         host = _public_host(headers, incoming.server_host)
         if not self._hosts.allows(host):
             return Deny(421, "host_not_allowed", "This host is not served here.", navigation)
+        host_header = headers.get("host")  # two `Host` lines are merged into a list, which is not a host
+        if (host_header and not is_host(host_header)) or (host != incoming.server_host and not is_host(host)):
+            return Deny(400, "bad_host", "The request's host is not a host name.", navigation)
         return Screened(incoming, path, headers, host, navigation)
 
     def view_of(self, scope: dict[str, Any]) -> RequestView | Deny:
         """For the gateway's own endpoints: the request screened as any other, then Clerk's view of it."""
         screened = self.screen(Incoming.from_scope(scope, self.forwarded))
-        return screened if isinstance(screened, Deny) else screened.view()
+        if isinstance(screened, Deny):
+            return screened
+        try:
+            return screened.view()
+        except ClerkProtocolError as error:  # as the gate answers it: a 400, never a 500
+            return Deny(400, error.reason, error.message, screened.navigation)
 
     def _read_head(self, incoming: Incoming) -> tuple[Deny | None, dict[str, str]]:
         """Limits (431), request framing (400) and the believed headers, merged, in one pass.
@@ -267,13 +276,28 @@ class HostAllowList:
         self.open = not allowed
 
     def allows(self, host: str) -> bool:
+        """`host` is served: allowed by name, and one `host[:port]` (never a suffix match of something else)."""
         if self.open:
             return True
+        if not is_host(host):
+            return False
         host = host.lower()
         if host in self._exact:
             return True
         name = host.rpartition(":")[0] if host.count(":") == 1 else host
         return any(name.endswith(suffix) for suffix in self._suffixes)
+
+
+# `host[:port]` (RFC 9110 §7.2): a registered name or an IP literal in brackets, a port of digits. Anything
+# else (userinfo, `/`, `?`, `#`, a list from a repeated `Host`, spaces) is not a host, whatever an
+# allow-list suffix it ends with: apps and the gateway would each read another host out of it.
+_HOST = re.compile(r"(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?")
+
+
+def is_host(value: str) -> bool:
+    """A `Host` (or `X-Forwarded-Host` item) that names one host and port, nothing else."""
+    match = _HOST.fullmatch(value)
+    return match is not None and (match.group(1) is None or int(match.group(1)) <= 65535)
 
 
 def _public_host(headers: dict[str, str], server: str) -> str:

@@ -71,7 +71,7 @@ def original_request(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, bytes
     """(method, request target, the headers with the original host and scheme as forwarding headers)."""
     picked: dict[bytes, bytes] = {}
     for name, value in headers:
-        if name in _ORIGINAL_HEADERS and name not in picked:
+        if name in _ORIGINAL_HEADERS and name not in picked and value.strip():  # an empty value describes nothing
             picked[name] = value.strip()
     forwarded_uri = picked.get(b"x-forwarded-uri")
     original_url = picked.get(b"x-original-url")

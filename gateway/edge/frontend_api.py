@@ -35,7 +35,7 @@ from gateway.asgi_types import Receive, Scope, Send
 from gateway.clerk.errors import ConfigurationError
 from gateway.clerk.keys import PublishableKey, parse_publishable_key
 from gateway.edge.http_errors import send_bytes
-from gateway.forwarded import ForwardedPolicy
+from gateway.forwarded import ForwardedPolicy, is_forwarding_twin
 from gateway.settings import Secret
 from gateway.upstream.client import ClientDisconnected
 from gateway.upstream.headers import HOP_BY_HOP, filter_headers
@@ -150,7 +150,7 @@ class FrontendApiProxy:
         info = self.forwarded.client_info(scope)
         believed = self.forwarded.believed_headers(scope)
         proxy_url = self.proxy_url or f"{info.origin or ''}{self.prefix}"
-        headers = filter_headers(believed, _NOT_FORWARDED)
+        headers = [pair for pair in filter_headers(believed, _NOT_FORWARDED) if not is_forwarding_twin(pair[0])]
         present = {name for name, _ in headers}
         headers.append((b"clerk-proxy-url", proxy_url.encode("latin-1")))
         headers.append((b"clerk-secret-key", (self._secret_key or "").encode("latin-1")))

@@ -44,6 +44,7 @@ from prometheus_client.registry import Collector
 
 from gateway.asgi_types import Receive, Scope, Send
 from gateway.edge import answers
+from gateway.edge.paths import AmbiguousPath, canonical_path
 from gateway.edge.record import RECORD_KEY, REQUEST_ID, RequestRecord, RouteClass, stamp, stamping
 from gateway.edge.runtime import EdgeRuntime
 
@@ -381,7 +382,7 @@ class Observability:
         started = time.perf_counter()
         runtime = self.runtime
         request_id = self._request_id(scope)
-        if kind == "http" and scope["path"] == METRICS_PATH:
+        if kind == "http" and scope["path"] == METRICS_PATH and _spells_metrics(scope):
             await answers.send_answer(
                 send, 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), answers.NO_STORE],
                 self.metrics.exposition(),
@@ -459,6 +460,18 @@ class Observability:
         else:
             scope["headers"] = [*(pair for pair in headers if pair[0] != REQUEST_ID), (REQUEST_ID, request_id)]
         return request_id
+
+
+def _spells_metrics(scope: Scope) -> bool:
+    """The request's canonical path is the metrics path, as the other endpoints are routed: the server's
+    decoded `path` also reads `/__gateway%2Fmetrics` so, which the canonical path rule refuses."""
+    raw_path: bytes | None = scope.get("raw_path")
+    if raw_path is None:
+        return True
+    try:
+        return canonical_path(raw_path.split(b"?", 1)[0]).judged == METRICS_PATH
+    except AmbiguousPath:
+        return False
 
 
 def _rounded(seconds: float | None) -> float | None:

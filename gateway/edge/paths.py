@@ -148,25 +148,33 @@ def remove_dot_segments(path: str) -> str:
 
 
 def _readings(judged: str) -> tuple[str, ...]:
-    """`judged`, then the other paths apps route it as; each reading's dot segments resolved again."""
+    """`judged`, then the other paths apps route it as; each reading's dot segments resolved again.
+
+    Every reading is read again every other way, until nothing new comes (`_MAX_READINGS` at most):
+    one app may apply two of them (IIS maps `．` to `.` and then drops the trailing dot, so
+    `/admin%EF%BC%8E/x` is `/admin/x` to it)."""
     readings = [judged]
 
     def add(candidate: str) -> None:
         resolved = remove_dot_segments(candidate)
-        if resolved not in readings:
+        if resolved not in readings and len(readings) < _MAX_READINGS:
             readings.append(resolved)
 
-    without_parameters = _map_segments(judged, _drop_parameters) if ";" in judged else judged
-    add(without_parameters)
-    for base in (judged, without_parameters):
+    index = 0
+    while index < len(readings):
+        base = readings[index]
+        if ";" in base:
+            add(_map_segments(base, _drop_parameters))
         add(_map_segments(base, _drop_trailing_dots_and_spaces))
-    for base in list(readings):
         if "//" in base:
             add(re.sub("/{2,}", "/", base))
-    if not judged.isascii():
-        for base in list(readings):
+        if not base.isascii():
             add(unicodedata.normalize("NFKC", base))
+        index += 1
     return tuple(readings)
+
+
+_MAX_READINGS = 64
 
 
 def _map_segments(path: str, change: Callable[[str], str]) -> str:

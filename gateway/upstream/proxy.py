@@ -14,8 +14,9 @@ What is forwarded (and why):
   the app sees `/a%2Fb?x=%20&y` byte for byte;
 * the request headers minus hop-by-hop headers (RFC 9110 §7.6.1, plus any named in `Connection`),
   minus the identity headers the gateway itself sets (spoofs, also in their `_` spelling which some
-  servers fold into `-`), minus `Expect` (the ASGI server already answered `100 Continue`), with
-  `Host` kept or rewritten and `X-Forwarded-For/-Proto/-Host` replaced (see `gateway/forwarded.py`);
+  servers fold into `-`; the `_` spellings of forwarding headers too), minus `Expect` (the ASGI
+  server already answered `100 Continue`), with `Host` kept or rewritten and `X-Forwarded-For/-Proto/-Host`
+  replaced (see `gateway/forwarded.py`);
 * bodies streamed both ways with back-pressure (never buffered whole), compressed bytes untouched,
   redirects and cookies passed to the browser, never followed or stored;
 * an answer without a body by rule is relayed with its headers and no body. A `204`'s or `304`'s
@@ -52,6 +53,7 @@ from gateway.forwarded import (
     FORWARDING_HEADERS,
     UPSTREAM_FORWARDING_HEADERS,
     ForwardedPolicy,
+    is_forwarding_twin,
     upstream_forwarding_headers,
 )
 from gateway.upstream.client import (
@@ -205,7 +207,11 @@ class UpstreamProxy:
         host_header: bytes | None = None
         if client and self.forwarded.is_trusted(str(client[0])):
             info = self.forwarded.client_info(scope)
-            headers = filter_headers(self.forwarded.believed_headers(scope), drop, spoofs)
+            headers = [
+                pair
+                for pair in filter_headers(self.forwarded.believed_headers(scope), drop, spoofs)
+                if not is_forwarding_twin(pair[0])
+            ]
             host_header = next((value for name, value in raw if name == b"host"), None)
             has_body = _has_body(raw)
         else:
@@ -222,7 +228,7 @@ class UpstreamProxy:
                     elif lower == b"transfer-encoding":
                         has_body = True
                     continue
-                if b"_" in lower and lower.replace(b"_", b"-") in spoofs:
+                if b"_" in lower and (lower.replace(b"_", b"-") in spoofs or is_forwarding_twin(lower)):
                     continue
                 if lower == b"content-length" and value.strip() != b"0":
                     has_body = True

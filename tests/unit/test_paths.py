@@ -94,6 +94,12 @@ def test_paths_that_apps_read_differently_are_refused(raw: bytes, code: str) -> 
         (b"//admin", "/admin"),  # nginx merges slashes
         (b"/a//b/..//admin", "/a/admin"),
         (b"/%EF%BD%81dmin", "/admin"),  # NFKC folds the full-width letter
+        # two readings in one app: NFKC, then a Windows, Tomcat or nginx rule on what it folded to
+        (b"/admin%EF%BC%8E/x", "/admin/x"),  # `．` → `.`, then the trailing dot dropped (IIS)
+        (b"/admin%E2%80%A4/x", "/admin/x"),  # one-dot leader `․` → `.`
+        (b"/admin%C2%A0/x", "/admin/x"),  # no-break space → space, then dropped
+        (b"/admin%EF%BC%9Bx/x", "/admin/x"),  # `；` → `;`, then the parameter dropped
+        (b"/admin%EF%BC%8F%EF%BC%8F/x", "/admin/x"),  # `／／` → `//`, then merged
     ],
 )
 def test_other_readings_an_app_may_route_are_judged_too(raw: bytes, also_read_as: str) -> None:
@@ -177,6 +183,8 @@ def test_the_app_decodes_the_forwarded_path_to_the_judged_one(raw: str) -> None:
 @example("/ADMIN")
 @example("/%ef%bd%81dmin")
 @example("/admin%20/x")
+@example("/admin%EF%BC%8E/x")
+@example("/admin%EF%BC%9Bx/x")
 def test_no_app_routes_an_allowed_request_to_a_path_the_policy_refuses(raw: str) -> None:
     try:
         path = canonical_path(raw.encode("utf-8"))
