@@ -236,7 +236,9 @@ class Admission:
         def sign_in_location() -> str:
             known = view if view is not None else screened.view()
             clerk = self.settings.clerk
-            return sign_in_url(clerk, known.clerk_url, known.clerk_origin, known.dev_browser_token(clerk.cookie_suffix))
+            pending = state.status == "signed-in" and state.claims is not None and state.claims.is_pending
+            dev_browser = known.dev_browser_token(clerk.cookie_suffix)
+            return sign_in_url(clerk, known.clerk_url, known.clerk_origin, dev_browser, pending=pending)
 
         return outcome_for(
             state,
