@@ -215,7 +215,11 @@ class Admission:
         return self._outcome(screened, view, state)
 
     def _remembered(self, key: bytes, screened: Screened) -> Outcome | None:
-        """The memoised signed-in outcome, if it still holds and the route lets it through as it is."""
+        """The memoised signed-in outcome, if it still holds and the route lets it through as it is.
+
+        Only the decision's state is remembered (its key covers the method, so another method is
+        another entry); the policy runs again on this request's method and headers each time, so a
+        rule by method, a CORS preflight or a claims condition is never answered from another request."""
         assert self.memo is not None
         state = self.memo.get(key)
         if state is None:
@@ -231,7 +235,7 @@ class Admission:
         decision = None
         if not (state.headers and state.location is not None):
             claims = state.claims if state.status == "signed-in" else None
-            decision = self.policy.decide(screened.path.readings, screened.headers, claims)
+            decision = self.policy.decide(screened.path.readings, screened.headers, claims, incoming.method)
 
         def sign_in_location() -> str:
             known = view if view is not None else screened.view()

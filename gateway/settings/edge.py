@@ -61,8 +61,15 @@ class GatewaySettings:
     )  # fmt: skip
     routes: tuple[RouteRule, ...] = setting(
         (), parse_routes, env="GATEWAY_ROUTES",
-        help="Route rules: `[[gateway.routes]]` with `path`, `access` (`public`/`signed-in`), optional "
-        "`org_role`, `org_permission`, `require_org`, `api` (JSON array in the environment).",
+        help="Route rules: `[[gateway.routes]]` with `path`, optional `methods`, `access` "
+        "(`public`/`signed-in`/`deny`), conditions (`org_role`, `org_permission`, `require_org`, `plan`, "
+        "`feature`, `claim`, `any`, `all`, `not`), `reverification`, `treat_pending_as_signed_out`, "
+        "`cors_preflight`, `api` (JSON array in the environment); see \"Route rules\".",
+    )  # fmt: skip
+    treat_pending_as_signed_out: bool = setting(
+        True, parse_boolean, env="GATEWAY_TREAT_PENDING_AS_SIGNED_OUT",
+        help="A pending session (`sts: pending`, tasks left) counts as signed out, as Clerk's `toAuth()` does; "
+        "`false` lets it in (a route rule may say otherwise).",
     )  # fmt: skip
     path_case: PathCase = setting(
         "strict", parse_path_case, env="GATEWAY_PATH_CASE",

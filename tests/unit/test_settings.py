@@ -380,7 +380,7 @@ PROBLEM_CASES: list[tuple[str, dict[str, str], list[str]]] = [
     (
         "route with an unknown access level",
         {"GATEWAY_ROUTES": '[{"path": "/admin/*", "access": "admins"}]'},
-        ["GATEWAY_ROUTES: route 1 (/admin/*): access: expected one of public, signed-in, got 'admins'"],
+        ["GATEWAY_ROUTES: route 1 (/admin/*): access: expected one of public, signed-in, deny, got 'admins'"],
     ),
     (
         "public route requiring a role",
