@@ -2,6 +2,9 @@
 
 Reads requests as JSON lines on stdin and writes one JSON decision a line, running the real flow with
 the configured settings, I/O included (JWKS, refresh and handshake-nonce calls go to the Backend API).
+Then the route policy, as the gateway runs it on the request's canonical path and its readings:
+`policy` names the rule that decided (`route 2 (/admin/*)`), its verdict and why (the condition that
+failed, e.g. `not met: plan = 'pro'`).
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ import json
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from gateway.clerk.decide import AuthState
 from gateway.clerk.errors import ClerkProtocolError
 from gateway.clerk.request import RequestView
 from gateway.clerk_api.authenticator import Authenticator
+from gateway.edge.paths import AmbiguousPath, canonical_path
+from gateway.edge.policy import Policy
 
 EXAMPLE = (
     '{"method": "GET", "url": "https://app.example.com/x", '
@@ -34,10 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from gateway.settings_command import load_or_exit
 
     settings = load_or_exit(args.config, require_upstream=False)
-    return asyncio.run(explain_stream(Authenticator(settings.clerk), sys.stdin, sys.stdout))
+    policy = Policy(settings.gateway)
+    return asyncio.run(explain_stream(Authenticator(settings.clerk), sys.stdin, sys.stdout, policy))
 
 
-async def explain_stream(authenticator: Authenticator, lines: Iterable[str], out: TextIO) -> int:
+async def explain_stream(
+    authenticator: Authenticator, lines: Iterable[str], out: TextIO, policy: Policy | None = None
+) -> int:
     """Explain each line; a malformed line gets an `error` object and makes the exit status 1."""
     failures = 0
     try:
@@ -45,7 +54,7 @@ async def explain_stream(authenticator: Authenticator, lines: Iterable[str], out
         for line in lines:
             if not line.strip():
                 continue
-            result = await explain_line(authenticator, line)
+            result = await explain_line(authenticator, line, policy)
             failures += "error" in result
             out.write(json.dumps(result, ensure_ascii=False) + "\n")
             out.flush()
@@ -54,7 +63,7 @@ async def explain_stream(authenticator: Authenticator, lines: Iterable[str], out
     return 1 if failures else 0
 
 
-async def explain_line(authenticator: Authenticator, line: str) -> dict[str, Any]:
+async def explain_line(authenticator: Authenticator, line: str, policy: Policy | None = None) -> dict[str, Any]:
     try:
         item = json.loads(line)
         view, now = _request_from_json(item)
@@ -66,7 +75,10 @@ async def explain_line(authenticator: Authenticator, line: str) -> dict[str, Any
         state = await authenticator.authenticate(view, now)
     except ClerkProtocolError as error:
         return {"status": "error", "http_status": 400, "reason": error.reason, "message": error.message}
-    return describe(state)
+    result = describe(state)
+    if policy is not None:
+        result["policy"] = describe_policy(policy, view, state)
+    return result
 
 
 def _request_from_json(item: Any) -> tuple[RequestView, float | None]:
@@ -109,4 +121,28 @@ def describe(state: AuthState) -> dict[str, Any]:
             "org_slug": claims.org_slug,
             "org_permissions": list(claims.org_permissions),
         },
+    }
+
+
+def describe_policy(policy: Policy, view: RequestView, state: AuthState) -> dict[str, Any]:
+    """Which rule decided the request's path and method, its verdict and why."""
+    if state.headers and state.location is not None:
+        return {"verdict": None, "because": "Clerk's decision redirects first; the route policy is not asked"}
+    try:
+        path = canonical_path((urlsplit(view.url).path or "/").encode("utf-8"))
+    except AmbiguousPath as error:
+        return {"verdict": "refused", "http_status": 400, "because": error.message}
+    claims = state.claims if state.status == "signed-in" else None
+    decision = policy.decide(path.readings, view.headers, claims, view.method)
+    rule = decision.rule
+    if rule.number:
+        label = rule.label
+    else:
+        label = "public_paths" if rule.access == "public" else "(no rule: every path needs a signed-in user)"
+    return {
+        "verdict": decision.verdict,
+        "rule": label,
+        "because": decision.because,
+        "api": decision.is_api,
+        "path": path.judged,
     }

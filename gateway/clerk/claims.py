@@ -7,7 +7,8 @@ with permissions spread over `o.per`, `o.fpm` bitmasks and the `fea` feature lis
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.clerk.errors import ClerkProtocolError
@@ -31,6 +32,8 @@ class SessionClaims:
     actor: Any
     factor_verification_age: tuple[int, int] | None
     authorized_party: str | None
+    payload: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Every verified claim, custom session claims included (route rules may match any of them)."""
 
     @property
     def is_pending(self) -> bool:
@@ -99,6 +102,7 @@ def parse_claims(payload: dict[str, Any]) -> SessionClaims:
         actor=payload.get("act"),
         factor_verification_age=factor_age,
         authorized_party=_string(payload.get("azp")),
+        payload=payload,
     )
 
 

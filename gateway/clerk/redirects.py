@@ -1,39 +1,66 @@
 """Where signed-out visitors are sent, and which redirect targets we are willing to follow.
 
 `sign_in_url` mirrors Clerk's `redirectToSignIn`: the configured sign-in URL (or the instance's
-Account Portal) with `redirect_url` back to the page, plus the dev-browser token when a development
-instance sends the browser to another origin. `redirect_location` keeps every redirect we build
-from client input on our own origins (no open redirect) and is the only way to turn such input into
-a `Location`.
+Account Portal) with `redirect_url` back to the page (marked for a satellite's sync), plus the
+dev-browser token when a development instance sends the browser to another host.
+`redirect_location` keeps every redirect we build from client input on our own origins (no open
+redirect) and is the only way to turn such input into a `Location`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from functools import lru_cache
+from urllib.parse import urlsplit, urlunsplit
 
 from gateway.clerk.options import ClerkOptions
-from gateway.clerk.urls import InvalidUrl, append_param, origin_of, parse_web_url, web_origin
+from gateway.clerk.urls import InvalidUrl, edit_query, normalize_url, parse_web_url, web_origin
 
 
 def account_portal_sign_in_url(options: ClerkOptions) -> str:
-    """Clerk's hosted sign-in page for the instance: `clerk.` → `accounts.` on the Frontend API host."""
-    host = options.original_frontend_api
-    if ".clerk.accounts" in host:
-        host = host.replace(".clerk.accounts", ".accounts", 1)
-    elif host.startswith("clerk."):
-        host = "accounts." + host[len("clerk.") :]
+    """Clerk's hosted sign-in page: `buildAccountsBaseUrl` on the publishable key's Frontend API host
+    (the primary's, also for a satellite) + `/sign-in`."""
+    host = options.publishable_key.frontend_api.replace("clerk.accountsstage.", "accountsstage.", 1)
+    host = _CLERK_PREFIX.sub("accounts.", host, count=1)
     return f"https://{host}/sign-in"
 
 
-def sign_in_url(options: ClerkOptions, clerk_url: str, request_origin: str, dev_browser: str | None) -> str:
+_CLERK_PREFIX = re.compile(r"clerk\.accounts\.|clerk\.")
+
+
+def sign_in_url(
+    options: ClerkOptions, clerk_url: str, request_origin: str, dev_browser: str | None, *, pending: bool = False
+) -> str:
+    """Clerk's `createRedirect(...).redirectToSignIn` with the request's URL to come back to.
+
+    A satellite sent to another host marks that URL `__clerk_synced=false`, so coming back it syncs
+    with the primary (row D3/D4) and the round trip ends signed in; a pending session goes to the
+    sign-in page's `/tasks`. Cross-origin is Clerk's `hostname:port` comparison."""
     target = options.sign_in_url or account_portal_sign_in_url(options)
     if target.startswith("/"):
         target = request_origin + target
-    url = append_param(target, "redirect_url", clerk_url)
-    if not options.is_production and dev_browser and origin_of(target) != request_origin:
-        url = append_param(url, "__clerk_db_jwt", dev_browser)
+    if pending:
+        target = _with_path_suffix(target, "/tasks")
+    cross_origin = _host_and_port(target) != _host_and_port(clerk_url)
+    back = edit_query(clerk_url, edit=(("__clerk_synced", "false"),)) if cross_origin and options.is_satellite else (
+        clerk_url
+    )
+    url = edit_query(target, edit=(("redirect_url", back),))
+    if not options.is_production and dev_browser and cross_origin:
+        url = edit_query(url, edit=(("__clerk_db_jwt", dev_browser),))
     return url
+
+
+def _host_and_port(url: str) -> str:
+    """`${url.hostname}:${url.port}` (the port empty when it is the scheme's default)."""
+    parts = urlsplit(normalize_url(url))
+    return f"{parts.hostname}:{parts.port or ''}"
+
+
+def _with_path_suffix(url: str, suffix: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + suffix, parts.query, parts.fragment))
 
 
 def redirect_location(

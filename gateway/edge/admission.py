@@ -229,7 +229,11 @@ class Admission:
         return self._outcome(screened, view, state)
 
     def _remembered(self, key: bytes, screened: Screened) -> Outcome | None:
-        """The memoised signed-in outcome, if it still holds and the route lets it through as it is."""
+        """The memoised signed-in outcome, if it still holds and the route lets it through as it is.
+
+        Only the decision's state is remembered (its key covers the method, so another method is
+        another entry); the policy runs again on this request's method and headers each time, so a
+        rule by method, a CORS preflight or a claims condition is never answered from another request."""
         assert self.memo is not None
         state = self.memo.get(key)
         if state is None:
@@ -247,12 +251,16 @@ class Admission:
             signed_in = state.status == "signed-in"
             claims = state.claims if signed_in else None
             machine = state.machine if signed_in else None
-            decision = self.policy.decide(screened.path.readings, screened.headers, claims, machine)
+            decision = self.policy.decide(
+                screened.path.readings, screened.headers, claims, incoming.method, machine=machine
+            )
 
         def sign_in_location() -> str:
             known = view if view is not None else screened.view()
             clerk = self.settings.clerk
-            return sign_in_url(clerk, known.clerk_url, known.clerk_origin, known.dev_browser_token(clerk.cookie_suffix))
+            pending = state.status == "signed-in" and state.claims is not None and state.claims.is_pending
+            dev_browser = known.dev_browser_token(clerk.cookie_suffix)
+            return sign_in_url(clerk, known.clerk_url, known.clerk_origin, dev_browser, pending=pending)
 
         return outcome_for(
             state,

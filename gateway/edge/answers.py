@@ -46,9 +46,14 @@ async def error(
     html_page: bool = False,
     headers: Headers | None = None,
     extra: Mapping[str, Any] | None = None,
+    json_body: bytes | None = None,
 ) -> None:
-    """A precise error answer: JSON for programs, a short page for people; never a traceback."""
-    content_type, body = error_body(status, code, message, as_html=html_page, extra=extra)
+    """A precise error answer: JSON for programs (`json_body` verbatim when given), a short page for
+    people; never a traceback."""
+    if json_body is not None and not html_page:
+        content_type, body = b"application/json", json_body
+    else:
+        content_type, body = error_body(status, code, message, as_html=html_page, extra=extra)
     await send_answer(send, status, [(b"content-type", content_type), *(headers or []), NO_STORE], body)
 
 
@@ -70,6 +75,7 @@ async def send_outcome(send: Send, outcome: Redirect | Deny | Proceed, headers: 
         html_page=outcome.page,
         headers=[*outcome.headers, *headers],
         extra=outcome.extra,
+        json_body=outcome.body,
     )
 
 
@@ -90,7 +96,10 @@ async def refuse_websocket(
             content_type = b"text/plain"
         else:
             assert isinstance(outcome, Deny)
-            content_type, body = error_body(outcome.status, outcome.code, outcome.message, as_html=False)
+            if outcome.body is not None:
+                content_type, body = b"application/json", outcome.body
+            else:
+                content_type, body = error_body(outcome.status, outcome.code, outcome.message, as_html=False)
         await send(
             {
                 "type": "websocket.http.response.start",

@@ -135,7 +135,7 @@ def _conflict() -> Deny:
 def render(outcome: Outcome, runtime: EdgeRuntime, *, nginx: bool) -> ASGIResponse:
     """An outcome in the format the proxies understand (see the module docstring)."""
     if isinstance(outcome, Proceed):
-        identity = runtime.identity.headers_for(outcome.state)
+        identity = runtime.identity.headers_for(outcome.state, pending_signed_in=outcome.pending_signed_in)
         named = {name for name, _ in identity}  # the decision's own status headers would come twice
         return _answer(200, None, [*identity, *((n, v) for n, v in outcome.response_headers if n not in named)])
     if isinstance(outcome, Redirect):
@@ -143,6 +143,8 @@ def render(outcome: Outcome, runtime: EdgeRuntime, *, nginx: bool) -> ASGIRespon
     status = outcome.status
     if nginx and status not in (401, 403) and status < 500:
         status = 403
+    if outcome.body is not None:
+        return _answer(status, outcome.body, list(outcome.headers))
     body = {"error": outcome.code, "message": outcome.message, **(outcome.extra or {})}
     return _answer(status, body, list(outcome.headers))
 
@@ -151,10 +153,10 @@ def _json(status: int, code: str, message: str) -> ASGIResponse:
     return _answer(status, {"error": code, "message": message}, [])
 
 
-def _answer(status: int, body: dict[str, str] | None, headers: Headers) -> ASGIResponse:
+def _answer(status: int, body: dict[str, str] | bytes | None, headers: Headers) -> ASGIResponse:
     """A response that may carry several `Set-Cookie` headers; header values are bytes as given."""
     return ASGIResponse(
-        body=b"" if body is None else json.dumps(body).encode(),
+        body=b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode(),
         status_code=status,
         media_type="application/json" if body is not None else "text/plain",
         headers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]  # bytes kept as sent

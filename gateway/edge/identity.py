@@ -149,9 +149,13 @@ class IdentityHeaderWriter:
         self.strip = spoofable_names(names)
         self._by_token: dict[str, list[tuple[bytes, bytes]]] = {}
 
-    def headers_for(self, state: AuthState) -> list[tuple[bytes, bytes]]:
-        """The app's identity headers; a signed-in token's are built once and reused (without assertion)."""
+    def headers_for(self, state: AuthState, *, pending_signed_in: bool = False) -> list[tuple[bytes, bytes]]:
+        """The app's identity headers; a signed-in token's are built once and reused (without assertion).
+        `pending_signed_in`: a route let a pending session in, so the app gets its identity, with the
+        reason `session-pending`."""
         token = state.token
+        if pending_signed_in:
+            return self._build(state, pending_signed_in=True)
         if token is not None and state.status == "signed-in" and self._asserter is None:
             cached = self._by_token.get(token)
             if cached is None:
@@ -162,12 +166,13 @@ class IdentityHeaderWriter:
             return list(cached)
         return self._build(state)
 
-    def _build(self, state: AuthState) -> list[tuple[bytes, bytes]]:
+    def _build(self, state: AuthState, *, pending_signed_in: bool = False) -> list[tuple[bytes, bytes]]:
         names = self._names
         if state.machine is not None and state.is_signed_in:
             return self._build_machine(state.machine, state.token)
         claims = state.claims if state.is_signed_in else None
-        status = "signed-in" if claims is not None and claims.user_id and not claims.is_pending else "signed-out"
+        let_in = claims is not None and (not claims.is_pending or pending_signed_in)
+        status = "signed-in" if claims is not None and claims.user_id and let_in else "signed-out"
         result = [(names["status"], status.encode())]
         reason = state.reason or ("session-pending" if claims is not None and claims.is_pending else "")
         if reason:

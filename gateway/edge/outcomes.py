@@ -7,28 +7,44 @@ them decides again.
 
 The table (`outcome_for`), first matching row wins:
 
-| row                | when                                                    | answer                       |
-|--------------------|---------------------------------------------------------|------------------------------|
-| `clerk-redirect`   | the decision answers with a `Location` (handshake, sync) | 307 there                   |
-| `allowed`          | the policy allows                                       | proceed (+ `Set-Cookie`)     |
-| `forbidden`        | signed in, the rule asks for more (role, scopes)        | 403 `forbidden`              |
-| `keys-unavailable` | sign-in needed, a token was sent, no keys to check it   | 503 `keys_unavailable`       |
-| `sign-in-redirect` | sign-in needed, a GET/HEAD navigation to a page         | 307 to the sign-in URL       |
-| `unauthenticated`  | sign-in needed, anything else (API call, a form POST)   | 401 + Clerk's reason         |
+| row                       | when                                                     | answer                        |
+|---------------------------|----------------------------------------------------------|-------------------------------|
+| `clerk-redirect`          | the decision answers with a `Location` (handshake, sync) | 307 there                     |
+| `allowed`                 | the policy allows                                        | proceed (+ `Set-Cookie`)      |
+| `denied`                  | a deny rule matches (whoever asks)                       | 403 `denied`                  |
+| `forbidden`               | signed in, the rule asks for more (role, scopes, claims)| 403 `forbidden`               |
+| `reverification-required` | signed in, the rule's reverification is too old          | 403 Clerk's body, or a page   |
+| `keys-unavailable`        | sign-in needed, a token was sent, no keys to check it    | 503 `keys_unavailable`        |
+| `sign-in-redirect`        | sign-in needed, a GET/HEAD navigation to a page          | 307 to the sign-in URL        |
+| `unauthenticated`         | sign-in needed, anything else (API call, a form POST)    | 401 + Clerk's reason          |
+
+`reverification-required` answers an API call with exactly the body of Clerk's `reverificationError`
+(what Clerk's `useReverification` reads) and a navigation with a page that says what to do.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
+from gateway.clerk.authorization import Reverification, reverification_error
 from gateway.clerk.decide import AuthState
 from gateway.edge.policy import Decision
 
 Headers = list[tuple[bytes, bytes]]
 Row = Literal[
-    "clerk-redirect", "allowed", "forbidden", "keys-unavailable", "sign-in-redirect", "unauthenticated", "refused"
+    "clerk-redirect",
+    "allowed",
+    "denied",
+    "forbidden",
+    "reverification-required",
+    "keys-unavailable",
+    "sign-in-redirect",
+    "unauthenticated",
+    "refused",
 ]
 
 # The decision's own headers that describe its answer, not the app's: never copied onto a proxied answer.
@@ -37,11 +53,13 @@ _ANSWER_ONLY_HEADERS = frozenset({"location", "cache-control"})
 
 @dataclass(frozen=True, slots=True)
 class Proceed:
-    """Let the request through to the app; `response_headers` go on the app's answer (e.g. `Set-Cookie`)."""
+    """Let the request through to the app; `response_headers` go on the app's answer (e.g. `Set-Cookie`).
+    `pending_signed_in`: a pending session a rule lets in; the app gets its identity."""
 
     state: AuthState
     response_headers: Headers
     row: Row = "allowed"
+    pending_signed_in: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +73,8 @@ class Redirect:
 
 @dataclass(frozen=True, slots=True)
 class Deny:
-    """An answer the gateway gives itself; `page`: render a page (a navigation), else JSON."""
+    """An answer the gateway gives itself; `page`: render a page (a navigation), else JSON: the gateway's
+    own `{"error", "message", ...extra}`, or `body` verbatim when set (Clerk's reverification error)."""
 
     status: int
     code: str
@@ -65,9 +84,16 @@ class Deny:
     extra: dict[str, str] | None = None
     row: Row = "refused"
     state: AuthState | None = None
+    body: bytes | None = None
 
 
 Outcome = Proceed | Redirect | Deny
+
+
+@lru_cache(maxsize=64)
+def reverification_error_body(requirement: Reverification) -> bytes:
+    """Clerk's `reverificationError` as `JSON.stringify` writes it (no spaces)."""
+    return json.dumps(reverification_error(requirement), separators=(",", ":")).encode()
 
 
 def encode_headers(pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> Headers:
@@ -97,8 +123,20 @@ def outcome_for(
     assert decision is not None, "the policy is asked unless the decision redirects"
     if decision.verdict == "allow":
         headers = [pair for pair in state.headers if pair[0] not in _ANSWER_ONLY_HEADERS] if state.headers else []
-        return Proceed(state, encode_headers(headers) if headers else [])
+        return Proceed(
+            state, encode_headers(headers) if headers else [], pending_signed_in=decision.pending_signed_in
+        )
     state_headers = encode_headers(state.headers) if state.headers else []
+    if decision.verdict == "deny":
+        return Deny(
+            403,
+            "denied",
+            "This request is not allowed here.",
+            navigation and not decision.is_api,
+            state_headers,
+            row="denied",
+            state=state,
+        )
     if decision.verdict == "forbidden":
         return Deny(
             403,
@@ -109,6 +147,21 @@ def outcome_for(
             {"reason": decision.reason} if decision.reason else None,
             row="forbidden",
             state=state,
+        )
+    if decision.verdict == "reverify":
+        requirement = decision.reverification
+        assert requirement is not None, "a reverify verdict names its requirement"
+        return Deny(
+            403,
+            "reverification_required",
+            f"Confirm it's you: this page needs your {requirement.describe()}. Sign out and sign in again "
+            "(or confirm in the app's own prompt), then open this page again.",
+            navigation and not decision.is_api,
+            state_headers,
+            {"reason": "reverification-error"},
+            row="reverification-required",
+            state=state,
+            body=reverification_error_body(requirement),
         )
     if not keys_available and carries_token and not decision.reason:
         return Deny(

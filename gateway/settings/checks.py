@@ -34,15 +34,16 @@ def clerk_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[s
 
 
 def _satellite_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[str]) -> Iterator[str]:
-    """PROTOCOL.md §1.3 (2a)-(2c), checked at start; (b) against `GATEWAY_PUBLIC_ORIGIN` when it is set."""
+    """PROTOCOL.md §1.3 (2a)-(2c), checked at start, refusing what Clerk's SDK refuses with its words.
+
+    (a) only a development satellite (by the secret key) needs a sign-in URL: a production one sends
+    signed-out visitors to the primary's Account Portal, as Clerk's redirect helpers do. (b) Clerk
+    checks the sign-in URL against each request's `Origin`; a relative URL fails that check for every
+    request that carries one, so it is refused here whatever the origin, and the same-origin check runs
+    against `GATEWAY_PUBLIC_ORIGIN` when it is set."""
     if clerk.sign_in_url is None and "CLERK_SIGN_IN_URL" not in failed:
         if _is_development(clerk):
             yield "CLERK_SIGN_IN_URL: Missing signInUrl. Pass a signInUrl for dev instances if an app is satellite"
-        else:
-            yield (
-                "CLERK_SIGN_IN_URL: Missing signInUrl. A production satellite sends signed-out visitors to "
-                "the sign-in page of its primary domain; set it as an absolute URL"
-            )
     elif clerk.sign_in_url is not None:
         if clerk.sign_in_url.startswith("/"):
             yield "CLERK_SIGN_IN_URL: The signInUrl needs to have a absolute url format."

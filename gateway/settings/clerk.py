@@ -62,14 +62,17 @@ class ClerkSettings:
     )  # fmt: skip
     domain: str | None = setting(
         None, parse_domain, env="CLERK_DOMAIN",
-        help="The satellite's own domain (production satellites use `clerk.<domain>`).",
+        help="The satellite's own domain, optionally with `:port` (`localhost:3001`); production satellites "
+        "use `clerk.<domain>`.",
     )  # fmt: skip
     is_satellite: bool = setting(
         False, parse_boolean, env="CLERK_IS_SATELLITE", help="This app runs on a satellite domain."
     )
     sign_in_url: str | None = setting(
         None, parse_http_url_or_path, env="CLERK_SIGN_IN_URL",
-        help="Sign-in page signed-out visitors are sent to; satellites need an absolute URL on the primary.",
+        help="Sign-in page signed-out visitors are sent to (default: the Account Portal, "
+        "`https://accounts.<primary domain>/sign-in`); on a satellite an absolute URL on the primary, "
+        "required for development instances.",
     )  # fmt: skip
     sign_up_url: str | None = setting(None, parse_http_url_or_path, env="CLERK_SIGN_UP_URL", help="Sign-up page.")
     authorized_parties: tuple[str, ...] = setting(

@@ -63,9 +63,16 @@ class GatewaySettings:
     )  # fmt: skip
     routes: tuple[RouteRule, ...] = setting(
         (), parse_routes, env="GATEWAY_ROUTES",
-        help="Route rules: `[[gateway.routes]]` with `path`, `access` (`public`/`signed-in`), optional "
-        "`org_role`, `org_permission`, `require_org`, `api`, `accepts` (as `accepts_token`), `scopes` "
-        "(a machine token must carry them all) (JSON array in the environment).",
+        help="Route rules: `[[gateway.routes]]` with `path`, optional `methods`, `access` "
+        "(`public`/`signed-in`/`deny`), conditions (`org_role`, `org_permission`, `require_org`, `plan`, "
+        "`feature`, `claim`, `any`, `all`, `not`), `reverification`, `treat_pending_as_signed_out`, "
+        "`cors_preflight`, `api`, `accepts` (as `accepts_token`), `scopes` (a machine token must carry them all) "
+        "(JSON array in the environment); see \"Route rules\".",
+    )  # fmt: skip
+    treat_pending_as_signed_out: bool = setting(
+        True, parse_boolean, env="GATEWAY_TREAT_PENDING_AS_SIGNED_OUT",
+        help="A pending session (`sts: pending`, tasks left) counts as signed out, as Clerk's `toAuth()` does; "
+        "`false` lets it in (a route rule may say otherwise).",
     )  # fmt: skip
     accepts_token: AcceptsToken = setting(
         "session_token", parse_accepts_token, env="GATEWAY_ACCEPTS_TOKEN",

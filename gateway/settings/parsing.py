@@ -189,10 +189,25 @@ def parse_host_name(value: object) -> str:
 
 
 def parse_domain(value: object) -> str:
-    text = parse_host_name(value)
-    if text.startswith("*."):
-        raise InvalidValue(f"expected a host name such as example.com, got {show(text)}")
-    return text
+    """A satellite's domain as Clerk's SDKs take it: a host name, optionally with `:port` (Clerk's
+    local-development docs use `localhost:3001`). A leading `http(s)://` and a trailing `/` are dropped,
+    as clerk-js drops them (the backend SDK would build `clerk.https://...` from them, which can never
+    match); a path, a wildcard or spaces can never name a domain and are refused."""
+    text = parse_text(value)
+    bare = re.sub(r"^https?://", "", text, flags=re.IGNORECASE).rstrip("/").lower()
+    host, _, port = bare.rpartition(":") if bare.count(":") == 1 else (bare, "", "")
+    valid_port = not port or (port.isdigit() and 1 <= int(port) <= 65535)
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        valid_host = True
+    except ValueError:
+        valid_host = bool(_HOST_NAME.match(host)) and not host.startswith("*.")
+    if not (valid_host and valid_port):
+        raise InvalidValue(
+            f"expected a domain such as example.com or localhost:3001 (a host name, optionally with :port), "
+            f"got {show(text)}"
+        )
+    return f"{host}:{port}" if port else host
 
 
 def parse_allowed_host(value: object) -> str:

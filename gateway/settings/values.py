@@ -10,18 +10,19 @@ import ipaddress
 from dataclasses import dataclass, field, fields
 from typing import Generic, Literal, TypeVar
 
+from gateway.clerk.authorization import Reverification
 from gateway.clerk.token_types import AcceptsToken
 
 KeyT = TypeVar("KeyT")
 
 Mode = Literal["protect", "annotate"]
 PathCase = Literal["strict", "sensitive", "insensitive"]
-Access = Literal["public", "signed-in"]
+Access = Literal["public", "signed-in", "deny"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MODES: tuple[Mode, ...] = ("protect", "annotate")
 PATH_CASES: tuple[PathCase, ...] = ("strict", "sensitive", "insensitive")
-ACCESS_LEVELS: tuple[Access, ...] = ("public", "signed-in")
+ACCESS_LEVELS: tuple[Access, ...] = ("public", "signed-in", "deny")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -59,9 +60,51 @@ class ListenAddress:
         return f"{host}:{self.port}"
 
 
+CheckKind = Literal["org_role", "org_permission", "require_org", "plan", "feature", "claim"]
+ClaimOperator = Literal["equals", "one_of", "suffix", "exists"]
+ClaimScalar = str | int | float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One condition on the session, written as one key of a rule (`plan = "pro"`).
+
+    `name`: the role, permission, plan or feature, or for `claim` the dotted claim path
+    (`public_metadata.beta`) compared by `operator` with `operand` (a scalar, a tuple of scalars for
+    `one_of`, a bool for `exists`)."""
+
+    kind: CheckKind
+    name: str = ""
+    operator: ClaimOperator | None = None
+    operand: ClaimScalar | tuple[ClaimScalar, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    condition: Condition
+
+
+Condition = Check | AllOf | AnyOf | Not
+
+
 @dataclass(frozen=True, slots=True)
 class RouteRule:
-    """Access rule for the paths matching `path` (a glob-ish pattern such as `/admin/*`)."""
+    """Access rule for the paths matching `path` (a glob-ish pattern such as `/admin/*`).
+
+    The policy language is documented in the README ("Route rules"): `methods` narrows the rule to
+    some methods; `access` is `public`, `signed-in` or `deny`; a signed-in rule may require an
+    organization, role or permission (the original keys), and `requires` (every other condition key:
+    `plan`, `feature`, `claim`, `any`, `all`, `not`) and `reverification` on top."""
 
     path: str
     access: Access = "signed-in"
@@ -71,6 +114,23 @@ class RouteRule:
     api: bool = False  # answer 401 JSON instead of redirecting to sign-in
     accepts: AcceptsToken | None = None  # the tokens this route takes; None: `gateway.accepts_token`
     scopes: tuple[str, ...] = ()  # a machine token must carry every one (`gateway.edge.machine_rules`)
+    methods: tuple[str, ...] = ()  # empty: every method
+    requires: Condition | None = None
+    reverification: Reverification | None = None
+    treat_pending_as_signed_out: bool | None = None  # None: `gateway.treat_pending_as_signed_out`
+    cors_preflight: bool = False  # a CORS preflight to these paths goes to the app unauthenticated
+    number: int = field(default=0, compare=False)  # its place in `gateway.routes` (1-based; 0: built in)
+
+    def applies_to(self, method: str) -> bool:
+        """`method` upper-cased (apps such as Werkzeug's route `delete` as `DELETE`); a rule naming GET
+        also holds for HEAD, which apps answer with their GET handler."""
+        methods = self.methods
+        return not methods or method in methods or (method == "HEAD" and "GET" in methods)
+
+    @property
+    def label(self) -> str:
+        """How `gateway explain` and `check-config` name the rule: `route 2 (/admin/*)`."""
+        return f"route {self.number} ({self.path})" if self.number else self.path
 
 
 @dataclass(frozen=True, slots=True)

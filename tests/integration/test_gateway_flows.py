@@ -269,6 +269,44 @@ async def test_dev_satellite_syncs_through_the_primary_gateway(
     assert reasons[:3] == ["satellite-needs-syncing", "primary-responds-to-syncing", "dev-browser-sync"]
 
 
+async def test_a_signed_out_visitor_of_a_localhost_port_satellite_signs_in_and_comes_back_synced(
+    dev_clerk: EmulatorServer,
+    upstream: EchoUpstream,
+    run_gateway: Callable[..., Any],
+    new_browser: Callable[..., Browser],
+) -> None:
+    primary = await run_gateway(
+        gateway_settings(dev_clerk, upstream.url, GATEWAY_ALLOWED_REDIRECT_ORIGINS="http://localhost:9001"),
+        "app.test:8000",
+    )
+    satellite = await run_gateway(
+        gateway_settings(
+            dev_clerk,
+            upstream.url,
+            CLERK_IS_SATELLITE="true",
+            CLERK_DOMAIN="localhost:9001",  # as Clerk's local-development docs write it
+            CLERK_SIGN_IN_URL="http://app.test:8000/sign-in",
+            GATEWAY_PUBLIC_ORIGIN="http://localhost:9001",
+        ),
+        "localhost:9001",
+    )
+    browser = new_browser(primary, satellite)
+    signed_out = await browser.navigate(f"{satellite.origin}/home?tab=2", follow=False)
+    assert signed_out.status_code == 307
+    target = urlsplit(signed_out.headers["location"])
+    assert (target.scheme, target.netloc, target.path) == ("http", "app.test:8000", "/sign-in")
+    back = parse_qs(target.query)["redirect_url"]
+    assert back == ["http://localhost:9001/home?tab=2&__clerk_synced=false"]  # the satellite's return marker
+    await sign_in(browser, primary)  # on the primary, as its sign-in page would
+    landed = await browser.navigate(back[0])  # the primary's sign-in page sends a signed-in visitor back
+    assert landed.status_code == 200, [r.headers.get("location") for r in browser.history]
+    assert echoed(landed)["x-clerk-user-id"] == "user_alice"
+    reasons = [r.headers.get("x-clerk-auth-reason") for r in browser.history if r.status_code == 307]
+    assert reasons[:3] == ["satellite-needs-syncing", "primary-responds-to-syncing", "dev-browser-sync"]
+    again = await browser.navigate(f"{satellite.origin}/home")
+    assert again.status_code == 200 and echoed(again)["x-clerk-user-id"] == "user_alice"
+
+
 # ------------------------------------------------------------------------------------------ endpoints
 
 

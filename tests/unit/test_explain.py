@@ -47,6 +47,33 @@ def test_explains_a_signed_in_request_with_its_identity(networkless_env: None, m
         "org_1", "org:admin", "acme")
 
 
+def test_explains_which_route_rule_decided_and_the_condition_that_failed(
+    networkless_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_ROUTES", json.dumps([
+        {"path": "/reports/*", "methods": ["DELETE"], "access": "deny"},
+        {"path": "/pro/*", "any": [{"plan": "pro"}, {"org_role": "admin"}]},
+        {"path": "/money/*", "reverification": "strict"},
+    ]))
+    cookie = f"__client_uat=1; __session={session_token(pla='u:free', fva=[30, -1])}"
+    request = {"url": "https://app.example.com/pro/x", "now": IAT, "headers": {"cookie": cookie, "accept": "text/html"}}
+    code, (pro, money, deny, default) = explain(
+        monkeypatch, capsys, request, {**request, "url": "https://app.example.com/money/x"},
+        {**request, "method": "DELETE", "url": "https://app.example.com/reports/%2e%2e/reports/q3"},
+        {**request, "url": "https://app.example.com/home"},
+    )
+    assert code == 0
+    assert pro["status"] == "signed-in"
+    assert pro["policy"] == {"verdict": "forbidden", "rule": "route 2 (/pro/*)", "api": False, "path": "/pro/x",
+                             "because": "not met: any [plan = 'pro', org_role = 'admin']"}
+    assert (money["policy"]["verdict"], money["policy"]["because"]) == (
+        "reverify", "reverification needed: second factor verified in the last 10 minutes")
+    assert deny["policy"] == {"verdict": "deny", "rule": "route 1 (/reports/*)", "api": False,
+                              "path": "/reports/q3", "because": "a deny route"}
+    assert default["policy"]["rule"] == "(no rule: every path needs a signed-in user)"
+    assert default["policy"]["verdict"] == "allow"
+
+
 def test_explains_why_a_navigation_is_sent_to_the_handshake(networkless_env: None,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 
-from gateway.edge.forward_auth import original_request
-from gateway.edge.outcomes import Deny
+from gateway.clerk.authorization import REVERIFICATION_PRESETS
+from gateway.edge.forward_auth import original_request, render
+from gateway.edge.outcomes import Deny, reverification_error_body
 
 PROXY = [(b"x-forwarded-method", b"GET"), (b"x-forwarded-uri", b"/secret?a=1"), (b"x-forwarded-host", b"app.test"),
          (b"x-forwarded-proto", b"https")]  # fmt: skip
@@ -54,3 +57,11 @@ def test_descriptions_that_disagree_or_are_missing_are_refused(
 ) -> None:
     refused = original_request(headers)
     assert isinstance(refused, Deny) and refused.status == 400 and refused.code == code, name
+
+
+def test_a_reverification_refusal_keeps_clerks_body_for_the_proxy() -> None:
+    body = reverification_error_body(REVERIFICATION_PRESETS["lax"])
+    refusal = Deny(403, "reverification_required", "Confirm it's you.", row="reverification-required", body=body)
+    for nginx in (False, True):
+        answer = render(refusal, cast(Any, None), nginx=nginx)
+        assert (answer.status_code, answer.body) == (403, body)

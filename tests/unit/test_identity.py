@@ -46,6 +46,22 @@ def test_signed_out_identity_headers_carry_only_status_and_reason() -> None:
                        (b"x-clerk-auth-reason", b"session-token-and-uat-missing")]
 
 
+def test_a_pending_session_is_signed_out_to_the_app_unless_a_rule_lets_it_in() -> None:
+    writer = IdentityHeaderWriter(IdentityHeaders())
+    pending = AuthState("signed-in", token="t", claims=SessionClaims("user_1", "sess_1", "pending", None, None,
+                                                                     None, (), None, None, None))  # fmt: skip
+    assert writer.headers_for(pending) == [(b"x-clerk-auth-status", b"signed-out"),
+                                           (b"x-clerk-auth-reason", b"session-pending")]  # fmt: skip
+    let_in = dict(writer.headers_for(pending, pending_signed_in=True))
+    assert let_in == {
+        b"x-clerk-auth-status": b"signed-in",
+        b"x-clerk-auth-reason": b"session-pending",
+        b"x-clerk-user-id": b"user_1",
+        b"x-clerk-session-id": b"sess_1",
+    }
+    assert writer.headers_for(pending)[0] == (b"x-clerk-auth-status", b"signed-out")  # nothing cached across
+
+
 def test_renamed_headers_are_used_and_both_spellings_are_stripped() -> None:
     names = IdentityHeaders(user_id="X-User")
     writer = IdentityHeaderWriter(names)

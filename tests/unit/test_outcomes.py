@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gateway.clerk.authorization import REVERIFICATION_PRESETS
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.decide import AuthState
 from gateway.clerk.decision_inputs import DECISION_HEADERS, decision_key
@@ -28,8 +29,12 @@ HANDSHAKE = AuthState("handshake", "dev-browser-missing", headers=(("location", 
 RULE = RouteRule("/*")
 
 
+STRICT = REVERIFICATION_PRESETS["strict"]
+
+
 def decide(state: AuthState, verdict: str | None, *, is_api: bool = False, **options: Any) -> Any:
-    decision = Decision(verdict, RULE, is_api) if verdict else None  # type: ignore[arg-type]
+    reverification = STRICT if verdict == "reverify" else None
+    decision = Decision(verdict, RULE, is_api, reverification=reverification) if verdict else None  # type: ignore[arg-type]
     arguments = {"navigation": True, "redirectable": True, "keys_available": True, "carries_token": False, **options}
     return outcome_for(state, decision, sign_in_location=lambda: "https://accounts/sign-in", **arguments)
 
@@ -41,6 +46,9 @@ def decide(state: AuthState, verdict: str | None, *, is_api: bool = False, **opt
         ("an allowed request proceeds", SIGNED_IN, "allow", {}, "allowed", 200),
         ("a public path lets a signed-out visitor in", SIGNED_OUT, "allow", {}, "allowed", 200),
         ("a signed-in user without the role is forbidden", SIGNED_IN, "forbidden", {}, "forbidden", 403),
+        ("a deny rule refuses a signed-in user", SIGNED_IN, "deny", {}, "denied", 403),
+        ("a deny rule refuses a signed-out visitor, no sign-in", SIGNED_OUT, "deny", {}, "denied", 403),
+        ("an old verification asks to reverify", SIGNED_IN, "reverify", {}, "reverification-required", 403),
         (
             "no keys and a token sent: try again",
             SIGNED_OUT,
@@ -87,6 +95,24 @@ def test_a_refusal_says_clerks_reason_and_a_page_only_for_navigations() -> None:
     assert isinstance(page, Deny) and page.page
     forbidden = decide(SIGNED_IN, "forbidden", navigation=False)
     assert isinstance(forbidden, Deny) and not forbidden.page
+
+
+def test_reverification_answers_clerks_body_to_programs_and_a_page_to_people() -> None:
+    api = decide(SIGNED_IN, "reverify", is_api=True)
+    assert isinstance(api, Deny) and not api.page and api.code == "reverification_required"
+    assert api.body == (
+        b'{"clerk_error":{"type":"forbidden","reason":"reverification-error","metadata":{"reverification":"strict"}}}'
+    )
+    page = decide(SIGNED_IN, "reverify")
+    assert isinstance(page, Deny) and page.page
+    assert "second factor verified in the last 10 minutes" in page.message and "sign in again" in page.message
+
+
+def test_a_pending_session_let_in_says_so_to_the_identity_writer() -> None:
+    decision = Decision("allow", RULE, False, pending_signed_in=True)
+    outcome = outcome_for(SIGNED_IN, decision, navigation=True, redirectable=True, keys_available=True,
+                          carries_token=False, sign_in_location=lambda: "")  # fmt: skip
+    assert isinstance(outcome, Proceed) and outcome.pending_signed_in
 
 
 def test_the_sign_in_redirect_is_never_cached() -> None:

@@ -10,6 +10,7 @@ a gate without; every answer must be the same.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -289,6 +290,7 @@ def random_request(rng: random.Random, now: float, suffix: str) -> dict[str, Any
         token("user_b", now - 30, org_id="org_1", org_role="org:admin", org_slug="acme"),
         token("user_a", now - 120, lifetime=60),  # expired
         token("user_c", now + 5000),  # issued in the future (nbf)
+        token("user_d", now - 10, lifetime=600, fva=[3, -1]),  # recently verified (reverification)
         "not-a-jwt",
     ]
     family = rng.choice(["", "", f"_{suffix}"])  # the suffixed cookie family (PROTOCOL.md §2.2) too
@@ -324,7 +326,11 @@ def random_request(rng: random.Random, now: float, suffix: str) -> dict[str, Any
     path = rng.choice(["/app", "/api/items", "/public/x", "/admin/users", "/orgs/acme/home", "/a%20b", "/x/./y",
                        "/x/%2e%2e/admin/users"])  # fmt: skip
     query = rng.choice(["", "", "page=2", "__clerk_db_jwt=dvb_q", "__clerk_synced=true", "q=%5F_clerk_synced"])
-    method = rng.choice(["GET", "GET", "GET", "get", "POST"])
+    if rng.random() < 0.2:
+        headers["origin"] = rng.choice(["https://web.example", f"http://{HOST}"])
+    if rng.random() < 0.2:
+        headers["access-control-request-method"] = "POST"
+    method = rng.choice(["GET", "GET", "GET", "get", "POST", "OPTIONS", "DELETE", "delete"])
     request = scope(path=path, query=query, method=method, peer=peer, headers=headers)
     host = rng.choice([HOST, HOST, HOST, "", "[::1]:8000", HOST + "."])
     request["headers"][0] = (b"host", host.encode())
@@ -339,6 +345,15 @@ CONFIGURATIONS = {
         CLERK_ORGANIZATION_SYNC_OPTIONS='{"organizationPatterns": ["/orgs/:slug", "/orgs/:slug/(.*)"]}'
     ),
     "annotate mode": settings(GATEWAY_MODE="annotate"),
+    "authorization rules": settings(
+        GATEWAY_ROUTES=json.dumps([
+            {"path": "/admin/*", "methods": ["DELETE"], "access": "deny"},
+            {"path": "/admin/*", "org_role": "admin"},
+            {"path": "/api/*", "cors_preflight": True, "methods": ["OPTIONS", "GET"]},
+            {"path": "/api/*", "methods": ["POST"], "reverification": "strict"},
+            {"path": "/app", "claim": "org_slug", "equals": "acme"},
+        ])
+    ),
 }
 
 
