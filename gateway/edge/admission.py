@@ -199,7 +199,7 @@ class Admission:
     async def decide(self, screened: Screened) -> Outcome:
         """The Clerk decision (or a remembered one), the route policy, the outcome table."""
         incoming, headers = screened.incoming, screened.headers
-        accepts = route_accepts(self.policy.rules_for(screened.path.readings)[0])
+        accepts = route_accepts(self.policy.rules_for(screened.path.readings, incoming.method)[0])
         key = None
         if self.memo is not None:
             key = decision_key(

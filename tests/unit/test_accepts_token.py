@@ -110,10 +110,10 @@ def test_judge_token(
 
 def test_the_policy_asks_judge_token_for_every_rule_of_every_reading() -> None:
     policy = Policy(GatewaySettings(routes=(RouteRule("/api/*", accepts=("session_token", "api_key")),)))
-    assert policy.decide("/api/me", FETCH, None, API_KEY).verdict == "allow"
-    refused = policy.decide("/other", FETCH, None, API_KEY)
+    assert policy.decide("/api/me", FETCH, None, machine=API_KEY).verdict == "allow"
+    refused = policy.decide("/other", FETCH, None, machine=API_KEY)
     assert (refused.verdict, refused.reason, refused.is_api) == ("sign-in", "token-type-mismatch", True)
-    assert policy.decide(("/api/me", "/API/me"), FETCH, None, API_KEY).verdict == "sign-in"  # a reading's rule
+    assert policy.decide(("/api/me", "/API/me"), FETCH, None, machine=API_KEY).verdict == "sign-in"  # a reading's rule
     assert policy.decide("/api/me", FETCH, SESSION).verdict == "allow"
 
 
