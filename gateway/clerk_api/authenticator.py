@@ -56,10 +56,14 @@ class Authenticator:
             return None
         return await self.jwks.load()
 
-    async def authenticate(self, request: RequestView, now: float | None = None) -> AuthState:
+    async def authenticate(
+        self, request: RequestView, now: float | None = None, trace: list[str] | None = None
+    ) -> AuthState:
+        """`trace`: a list the decision appends the ids of the rows it takes to (`gateway explain --trace`)."""
         if self.jwks is not None:
             self.jwks.refresh_in_background_if_stale()
-        flow = authenticate(request, self.options, self.keys, self.clock() if now is None else now, self.token_cache)
+        at = self.clock() if now is None else now
+        flow = authenticate(request, self.options, self.keys, at, self.token_cache, trace)
         try:
             ask = next(flow)
             while True:
