@@ -31,7 +31,10 @@ def sign_in_url(options: ClerkOptions, clerk_url: str, request_origin: str, dev_
     if target.startswith("/"):
         target = request_origin + target
     url = append_param(target, "redirect_url", clerk_url)
-    if not options.is_production and dev_browser and origin_of(target) != request_origin:
+    # A development browser's token goes along to another origin's sign-in page (the Account Portal),
+    # except from a satellite to its primary: they share it through the sync (rows D4, D5), and the
+    # parameter would make the primary run a dev-browser handshake of its own on the way to sign-in.
+    if not options.is_production and not options.is_satellite and dev_browser and origin_of(target) != request_origin:
         url = append_param(url, "__clerk_db_jwt", dev_browser)
     return url
 

@@ -46,9 +46,10 @@ async def error(
     html_page: bool = False,
     headers: Headers | None = None,
     extra: Mapping[str, Any] | None = None,
+    details: Any = None,
 ) -> None:
     """A precise error answer: JSON for programs, a short page for people; never a traceback."""
-    content_type, body = error_body(status, code, message, as_html=html_page, extra=extra)
+    content_type, body = error_body(status, code, message, as_html=html_page, extra=extra, details=details)
     await send_answer(send, status, [(b"content-type", content_type), *(headers or []), NO_STORE], body)
 
 
@@ -70,6 +71,7 @@ async def send_outcome(send: Send, outcome: Redirect | Deny | Proceed, headers: 
         html_page=outcome.page,
         headers=[*outcome.headers, *headers],
         extra=outcome.extra,
+        details=outcome.details,
     )
 
 

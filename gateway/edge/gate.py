@@ -117,5 +117,7 @@ def _note(record: RequestRecord, outcome: Outcome) -> None:
         return
     record.decision = state.status
     record.reason = state.reason
+    if outcome.row == "redirect-loop" and isinstance(outcome, Deny) and outcome.extra:
+        record.loop = outcome.extra["cause"]
     signed_in = state.status == "signed-in" and state.claims is not None
     record.user_id = state.claims.user_id if signed_in and state.claims is not None else None

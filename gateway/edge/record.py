@@ -18,6 +18,7 @@ RouteClass = Literal["proxy", "frontend_api", "gateway", "websocket"]
 class RequestRecord:
     __slots__ = (
         "decision",
+        "loop",
         "reason",
         "request_id",
         "route_class",
@@ -37,6 +38,8 @@ class RequestRecord:
         self.user_id: str | None = None
         self.upstream_seconds: float | None = None
         self.upstream_error: str | None = None
+        self.loop: str | None = None
+        """The cause of a redirect loop the gate stopped (`loops.Loop.cause`)."""
 
 
 REQUEST_ID = b"x-request-id"
