@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("gateway.demo.command", "run the demo: emulator, sample app and gateways"),
     "check-config": ("gateway.settings_command", "validate the settings and print every problem"),
     "explain": ("gateway.explain", "explain the auth decision for requests read as JSON lines"),
+    "doctor": ("gateway.doctor", "check the keys, clock, satellite, origins and app against the live services"),
 }
 
 

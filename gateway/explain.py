@@ -5,6 +5,8 @@ the configured settings, I/O included (JWKS, refresh and handshake-nonce calls g
 Then the route policy, as the gateway runs it on the request's canonical path and its readings:
 `policy` names the rule that decided (`route 2 (/admin/*)`), its verdict and why (the condition that
 failed, e.g. `not met: plan = 'pro'`).
+`--trace` adds the rows of the decision table the request went through, in order. A JWKS that cannot
+be loaded is reported once on stderr at the end, not once a fetch.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
@@ -32,6 +35,9 @@ EXAMPLE = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (the environment overrides it)")
+    parser.add_argument(
+        "--trace", action="store_true", help="add the rows of the decision table the request took, in order"
+    )
     parser.epilog = f"Input, one JSON object a line, e.g.:\n  {EXAMPLE}"
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
@@ -41,29 +47,61 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_or_exit(args.config, require_upstream=False)
     policy = Policy(settings.gateway)
-    return asyncio.run(explain_stream(Authenticator(settings.clerk), sys.stdin, sys.stdout, policy))
+    return asyncio.run(
+        explain_stream(
+            Authenticator(settings.clerk), sys.stdin, sys.stdout, policy, trace=args.trace, errors=sys.stderr
+        )
+    )
 
 
 async def explain_stream(
-    authenticator: Authenticator, lines: Iterable[str], out: TextIO, policy: Policy | None = None
+    authenticator: Authenticator,
+    lines: Iterable[str],
+    out: TextIO,
+    policy: Policy | None = None,
+    *,
+    trace: bool = False,
+    errors: TextIO | None = None,
 ) -> int:
     """Explain each line; a malformed line gets an `error` object and makes the exit status 1."""
     failures = 0
+    jwks_logger = logging.getLogger("gateway.clerk_api.jwks")
+    quiet, jwks_logger.disabled = jwks_logger.disabled, True  # summed up once below instead
     try:
         await authenticator.start()
         for line in lines:
             if not line.strip():
                 continue
-            result = await explain_line(authenticator, line, policy)
+            result = await explain_line(authenticator, line, policy, trace=trace)
             failures += "error" in result
             out.write(json.dumps(result, ensure_ascii=False) + "\n")
             out.flush()
     finally:
+        jwks_logger.disabled = quiet
         await authenticator.aclose()
+    summary = jwks_summary(authenticator)
+    if summary and errors is not None:
+        errors.write(summary + "\n")
     return 1 if failures else 0
 
 
-async def explain_line(authenticator: Authenticator, line: str, policy: Policy | None = None) -> dict[str, Any]:
+def jwks_summary(authenticator: Authenticator) -> str | None:
+    """One line for every JWKS fetch that failed, or None when none did."""
+    jwks = authenticator.jwks
+    if jwks is None or jwks.failure_count == 0 or jwks.last_failure is None:
+        return None
+    failure = jwks.last_failure
+    fetches = f"{jwks.failure_count} fetch{'es' if jwks.failure_count != 1 else ''}"
+    return (
+        f"gateway explain: the JWKS could not be loaded ({fetches} failed, {jwks.request_count} request(s)): "
+        f"{failure.reason}: {failure.message} Decisions that needed a key say so in their reason; "
+        "`gateway doctor` checks the keys and the Backend API."
+    )
+
+
+async def explain_line(
+    authenticator: Authenticator, line: str, policy: Policy | None = None, *, trace: bool = False
+) -> dict[str, Any]:
     try:
         item = json.loads(line)
         view, now = _request_from_json(item)
@@ -71,13 +109,17 @@ async def explain_line(authenticator: Authenticator, line: str, policy: Policy |
         return {"error": f"invalid input: {error}"}
     except ClerkProtocolError as error:
         return {"error": error.message, "reason": error.reason}
+    rows: list[str] | None = [] if trace else None
     try:
-        state = await authenticator.authenticate(view, now)
+        state = await authenticator.authenticate(view, now, trace=rows)
     except ClerkProtocolError as error:
-        return {"status": "error", "http_status": 400, "reason": error.reason, "message": error.message}
+        failed = {"status": "error", "http_status": 400, "reason": error.reason, "message": error.message}
+        return failed if rows is None else {**failed, "trace": rows}
     result = describe(state)
     if policy is not None:
         result["policy"] = describe_policy(policy, view, state)
+    if rows is not None:
+        result["trace"] = rows
     return result
 
 

@@ -4,13 +4,16 @@
 `FetchHandshakePayload`, `VerifyMachineToken`) whenever it needs I/O and returns the final `AuthState`.
 `acceptsToken` other than the default (machine tokens, lists, `any`) takes `_authenticate_accepting`.
 `decide(...)` runs it with a callback for synchronous drivers (tests, `gateway explain`).
+
+Given a `trace` list, the decision appends the id of every row it takes, in order (`D7`, `§3.1 handshake`,
+…): what `gateway explain --trace` prints. Without one (the edge), nothing is recorded.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from gateway.clerk.asks import (
@@ -96,6 +99,10 @@ class AuthState:
     claims: SessionClaims | None = None
     carrier: Carrier | None = None
     machine: MachineIdentity | None = None  # signed in with a machine token (API key, M2M, OAuth)
+    handshake_failure: str = field(default="", compare=False)
+    """Why a handshake resolution failed (the request's own cookies then decided, row D1), came back
+    empty, or needed the development clock-skew retry (§4.3): what Clerk only logs, kept for the edge's
+    loop diagnosis. Not part of the state's equality."""
 
     @property
     def location(self) -> str | None:
@@ -140,6 +147,12 @@ class _Context:
     header_token: str | None
     redirect_count: float
     org_target: OrganizationTarget | None = field(default=None)
+    trace: list[str] | None = field(default=None)
+
+    def took(self, row: str, detail: str = "") -> None:
+        """Record a row of the table (PROTOCOL.md §3) when tracing; `detail` is joined only then."""
+        if self.trace is not None:
+            self.trace.append(f"{row} {detail}" if detail else row)
 
     @property
     def is_production(self) -> bool:
@@ -161,15 +174,20 @@ def authenticate(
     now: float,
     cache: VerifiedTokenCache | None = None,
     accepts: AcceptsToken | None = None,
+    trace: list[str] | None = None,
 ) -> Flow:
     """Clerk's `authenticateRequest` for one request as of `now` (epoch seconds); `accepts` overrides
-    `options.accepts_token` (PROTOCOL.md §10)."""
+    `options.accepts_token` (PROTOCOL.md §10); `trace`: see the module."""
     context = _build_context(request, options, keys, now, cache)
+    context.trace = trace
     accepts = options.accepts_token if accepts is None else accepts
     if accepts != "session_token":
+        context.took("§10 acceptsToken")
         return (yield from _authenticate_accepting(context, accepts))
     if context.header_token is not None:
+        context.took("B header token")
         return (yield from _authenticate_header(context))
+    context.took("D cookies")
     return (yield from _authenticate_cookies(context))
 
 
@@ -181,9 +199,10 @@ def decide(
     answer: Callable[[Ask], Answer],
     cache: VerifiedTokenCache | None = None,
     accepts: AcceptsToken | None = None,
+    trace: list[str] | None = None,
 ) -> AuthState:
     """Drive `authenticate` synchronously, answering each ask with `answer`."""
-    flow = authenticate(request, options, keys, now, cache, accepts)
+    flow = authenticate(request, options, keys, now, cache, accepts, trace)
     reply: Answer | None = None
     try:
         ask = next(flow)
@@ -329,11 +348,14 @@ def _maybe_handshake(context: _Context, reason: str, message: str = "", location
     """PROTOCOL.md §3.1: a handshake for navigations, signed-out for everything else or in a loop."""
     request = context.request
     if not request.is_handshake_eligible:
+        context.took("§3.1 not a navigation: signed-out")
         return _signed_out(reason, message)
     if location is None:
         location = _handshake_location(context, reason)
     if context.redirect_count == 3:
+        context.took("§3.1 loop guard (redirect count 3): signed-out")
         return _signed_out(reason, message)
+    context.took("§3.1 handshake")
     headers = (
         ("location", location),
         ("cache-control", "no-store"),
@@ -372,13 +394,17 @@ def _authenticate_header(context: _Context) -> Flow:
     try:
         decoded = decode_jwt(token)
     except TokenVerificationError as error:
+        context.took("B3 undecodable")
         return (yield from _handle_token_error(context, error, "header"))
     if is_non_session_token(decoded):
+        context.took("B1 not a session token")
         return _signed_out("token-type-mismatch")
     try:
         verified = yield from verify_token(token, context.options, context.ring, context.now_ms, context.cache, decoded)
     except (TokenVerificationError, KeyTransportError) as error:
+        context.took("B3 verification failed")
         return (yield from _handle_token_error(context, error, "header"))
+    context.took("B2 verified")
     # Row B2 does not parse claims: a token with malformed organization claims stays signed-in here
     # with `claims` None (Clerk's later `toAuth()` throws); the edge treats a missing identity as signed out.
     return _signed_in(verified, carrier="header")
@@ -445,17 +471,29 @@ def _widen_machine(flow: Generator[Any, Any, MachineIdentity]) -> Generator[Ask,
 
 
 def _authenticate_cookies(context: _Context) -> Flow:
+    """Row D1 (a handshake coming back), then the request's own cookies."""
     request = context.request
-    options = context.options
     handshake_nonce = request.query_param("__clerk_handshake_nonce") or request.cookies.get("__clerk_handshake_nonce")
     handshake_token = request.query_param("__clerk_handshake") or request.cookies.get("__clerk_handshake")
     if handshake_nonce or handshake_token:  # D1
+        context.took("D1 handshake resolution")
         try:
             return (yield from _resolve_handshake(context, handshake_nonce or None, handshake_token or None))
         except HandshakeVerificationError:
             raise
-        except ClerkProtocolError:
-            pass  # a failed resolution falls through to the request's own cookies
+        except ClerkProtocolError as error:  # a failed resolution falls through to the request's own cookies
+            cause = error.__cause__
+            failure = cause.reason if isinstance(cause, TokenVerificationError) else error.reason
+            context.took("D1 failed, the request's own cookies:", failure)
+            state = yield from _authenticate_own_cookies(context)
+            return replace(state, handshake_failure=failure)
+    return (yield from _authenticate_own_cookies(context))
+
+
+def _authenticate_own_cookies(context: _Context) -> Flow:
+    """Rows D2-D17: the request's own cookies."""
+    request = context.request
+    options = context.options
 
     has_session = context.session_cookie is not None
     synced = request.query_param("__clerk_synced")
@@ -466,9 +504,12 @@ def _authenticate_cookies(context: _Context) -> Flow:
     skip_sync = not options.satellite_auto_sync and not has_cookies and not needs_sync
 
     if eligible_sync and not sync_completed:  # D3 / D4
+        row = "D3" if options.is_production else "D4"
         if skip_sync:
+            context.took(row, "satellite, no cookies, no auto-sync")
             return _signed_out("session-token-and-uat-missing")
         if not has_cookies or needs_sync:
+            context.took(row, "satellite needs syncing")
             if options.is_production:
                 return _maybe_handshake(context, "satellite-needs-syncing")
             return _maybe_handshake(context, "satellite-needs-syncing", location=_satellite_sync_url(context))
@@ -476,42 +517,54 @@ def _authenticate_cookies(context: _Context) -> Flow:
     if not context.is_production and not options.is_satellite:  # D5
         redirect_back = request.query_param("__clerk_redirect_url")
         if redirect_back:
+            context.took("D5 primary answers a sync")
             return _maybe_handshake(
                 context, "primary-responds-to-syncing", location=_primary_sync_answer(context, redirect_back)
             )
 
     if not context.is_production:
         if request.has_query_param("__clerk_db_jwt"):  # D6
+            context.took("D6 dev-browser token in the query")
             return _maybe_handshake(context, "dev-browser-sync")
         if not context.dev_browser:  # D7
+            context.took("D7 no dev-browser token")
             return _maybe_handshake(context, "dev-browser-missing")
 
     token = context.session_cookie
     if context.client_uat == 0 and token is None:  # D8
+        context.took("D8 no session, no client_uat")
         return _signed_out("session-token-and-uat-missing")
     if context.client_uat == 0:  # D9
+        context.took("D9 session without client_uat")
         return _maybe_handshake(context, "session-token-but-no-client-uat")
     if token is None:  # D10
+        context.took("D10 client_uat without session")
         return _maybe_handshake(context, "client-uat-but-no-session-token")
 
     try:  # D11
         decoded = _decode_known(token, context.cache) or decode_jwt(token)
     except TokenVerificationError as error:
+        context.took("D11 not a JWT")
         return (yield from _handle_token_error(context, error, "cookie"))
     if is_non_session_token(decoded):  # D12
+        context.took("D12 not a session token")
         return _signed_out("token-type-mismatch")
     if _issued_before_client_uat(decoded, context.client_uat):  # D13
+        context.took("D13 token older than client_uat")
         return _maybe_handshake(context, "session-token-iat-before-client-uat")
 
     try:  # D14
         verified = yield from verify_token(token, options, context.ring, context.now_ms, context.cache, decoded)
     except (TokenVerificationError, KeyTransportError) as error:
+        context.took("D14 verification failed")
         return (yield from _handle_token_error(context, error, "cookie"))
 
     if _is_cross_origin_navigation(context):  # D15
+        context.took("D15 cross-origin navigation")
         return _maybe_handshake(context, "primary-domain-cross-origin-sync", CROSS_ORIGIN_MESSAGE)
     claims = verified.claims
     if claims is None:  # D15a
+        context.took("D15a claims do not parse")
         return _signed_out("unexpected-error")
     target = context.org_target
     if (  # D16
@@ -522,7 +575,9 @@ def _authenticate_cookies(context: _Context) -> Flow:
         and context.redirect_count < 3
         and request.is_handshake_eligible
     ):
+        context.took("D16 organization switch")
         return _maybe_handshake(context, "active-organization-mismatch")
+    context.took("D17 signed-in")
     return _signed_in(verified, carrier="cookie")  # D17
 
 
@@ -617,7 +672,11 @@ def _primary_sync_answer(context: _Context, redirect_back: str) -> str:
         # Absolute only, as Clerk's `new URL(redirectUrl)`; what we send is the URL as parsed.
         followed = redirect_location(redirect_back, context.request.clerk_origin, allowed, relative=False)
         if followed is None:
-            raise BadRequestError("__clerk_redirect_url is not an origin of this application.")
+            asked = origin_of(redirect_back) or "that address"
+            raise BadRequestError(
+                f"__clerk_redirect_url ({asked}) is not an origin of this application, so the satellite's sync "
+                f"cannot complete: list {asked} in this primary's GATEWAY_ALLOWED_REDIRECT_ORIGINS."
+            )
         url = followed
     try:
         if context.dev_browser:
@@ -633,7 +692,9 @@ def _primary_sync_answer(context: _Context, redirect_back: str) -> str:
 
 def _handle_token_error(context: _Context, error: ClerkProtocolError, carrier: Carrier) -> Flow:
     if not isinstance(error, TokenVerificationError):
+        context.took("§3.3 not a verification error: unexpected-error")
         return _signed_out("unexpected-error")
+    context.took("§3.3", error.reason)
     request = context.request
     refresh_error: str | None = None
     if error.reason == "token-expired":
@@ -642,9 +703,12 @@ def _handle_token_error(context: _Context, error: ClerkProtocolError, carrier: C
         elif context.refresh_cookie is None:
             refresh_error = "non-eligible-no-refresh-cookie"
         else:
+            context.took("§6 refresh")
             outcome = yield from _refresh(context)
             if isinstance(outcome, AuthState):
+                context.took("§6 refreshed: signed-in")
                 return outcome
+            context.took("§6 refresh failed:", outcome)
             refresh_error = outcome
     message = error.full_message(carrier)
     if error.reason in TIME_REASONS:
@@ -745,9 +809,12 @@ def _resolve_handshake(context: _Context, nonce: str | None, token: str | None) 
         ("access-control-allow-credentials", "true"),
     ]
     directives: list[str]
+    failure = ""
     if nonce:
         reply = yield FetchHandshakePayload(nonce)
         directives = _payload_directives(reply)
+        if not directives:
+            failure = "handshake-nonce-failed"  # Clerk logs it: the Backend API gave nothing for the nonce
     else:
         assert token is not None
         directives = yield from _verify_handshake_token(context, token)
@@ -760,19 +827,30 @@ def _resolve_handshake(context: _Context, nonce: str | None, token: str | None) 
         )
         headers.extend((("location", clean), ("cache-control", "no-store")))
     if not session_token:
-        return _signed_out("session-token-missing", headers=tuple(headers))
+        context.took("§4.3 no session token: signed-out")
+        return replace(_signed_out("session-token-missing", headers=tuple(headers)), handshake_failure=failure)
     try:
         verified = yield from _verify_asking(context, session_token)
     except TokenVerificationError as error:
         if options.is_production or error.reason not in TIME_REASONS:
             raise ClerkProtocolError(f"Handshake session token failed: {error.message}") from error
+        failure = error.reason  # Clerk logs "Clock skew detected" and retries with a day of tolerance
+        context.took("§4.3 clock skew, retried:", failure)
         try:
             verified = yield from _verify_asking(context, session_token, skew_ms=DEV_SKEW_RETRY_MS)
         except TokenVerificationError as retry_error:
             raise ClerkProtocolError(f"Handshake session token failed: {retry_error.message}") from retry_error
     except KeyTransportError as error:
         raise ClerkProtocolError(f"Handshake session token failed: {error.message}") from error
-    return AuthState("signed-in", headers=tuple(headers), token=session_token, claims=verified.claims, carrier="cookie")
+    context.took("§4.3 signed-in")
+    return AuthState(
+        "signed-in",
+        headers=tuple(headers),
+        token=session_token,
+        claims=verified.claims,
+        carrier="cookie",
+        handshake_failure=failure,
+    )
 
 
 def _payload_directives(reply: Answer) -> list[str]:

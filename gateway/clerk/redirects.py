@@ -47,7 +47,10 @@ def sign_in_url(
         clerk_url
     )
     url = edit_query(target, edit=(("redirect_url", back),))
-    if not options.is_production and dev_browser and cross_origin:
+    # A development browser's token goes along to another origin's sign-in page (the Account Portal),
+    # except from a satellite to its primary: they share it through the sync (rows D4, D5), and the
+    # parameter would make the primary run a dev-browser handshake of its own on the way to sign-in.
+    if not options.is_production and not options.is_satellite and dev_browser and cross_origin:
         url = edit_query(url, edit=(("__clerk_db_jwt", dev_browser),))
     return url
 

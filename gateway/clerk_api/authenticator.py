@@ -80,14 +80,18 @@ class Authenticator:
         return await self.jwks.load()
 
     async def authenticate(
-        self, request: RequestView, now: float | None = None, accepts: AcceptsToken | None = None
+        self,
+        request: RequestView,
+        now: float | None = None,
+        accepts: AcceptsToken | None = None,
+        trace: list[str] | None = None,
     ) -> AuthState:
-        """The decision for `request`; `accepts` overrides the options' `accepts_token` (a route's own)."""
+        """The decision for `request`; `accepts` overrides the options' `accepts_token` (a route's own);
+        `trace`: a list the decision appends the ids of the rows it takes to (`gateway explain --trace`)."""
         if self.jwks is not None:
             self.jwks.refresh_in_background_if_stale()
-        flow = authenticate(
-            request, self.options, self.keys, self.clock() if now is None else now, self.token_cache, accepts=accepts
-        )
+        at = self.clock() if now is None else now
+        flow = authenticate(request, self.options, self.keys, at, self.token_cache, accepts=accepts, trace=trace)
         try:
             ask = next(flow)
             while True:

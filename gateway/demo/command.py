@@ -163,7 +163,7 @@ session-gateway demo is running.
   Sign in as  alice@example.com / alice-password   (org admin: can open /admin)
           or  bob@example.com   / bob-password     (org member: /admin answers 403)
 
-  Clerk emulator  http://{plan.fapi_host}  (sessions last {plan.token_lifetime} s, refreshed transparently)
+  Clerk emulator  http://{plan.fapi_host}  (session tokens last {plan.token_lifetime} s, refreshed transparently)
 {api}  Ctrl-C stops everything.
 """
 
@@ -211,6 +211,7 @@ class Demo:
         report(f"sample tool on 127.0.0.1:{plan.app_port}")
         self._spawn("sample app", [python, "-m", "gateway.demo.sample_app", "--port", str(plan.app_port)], {
             "DEMO_SATELLITE_URL": f"{plan.satellite_origin}/",
+            "DEMO_PRIMARY_URL": f"{plan.primary_origin}/",
             "DEMO_SIGN_IN_URL": plan.sign_in_url,
             "DEMO_CLERK_PUBLISHABLE_KEY": plan.publishable_key,  # for the clerk-js page, /sdk
         })

@@ -17,7 +17,7 @@ import html
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
@@ -27,6 +27,7 @@ class SampleSettings:
     name: str
     satellite_url: str
     sign_in_url: str
+    primary_url: str
     publishable_key: str
     clerk_js: bool
 
@@ -38,7 +39,9 @@ CLERK_JS_STATIC = "/static/clerk-js"
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#1d2330}
 nav a{margin-right:1rem} .card{border:1px solid #d6dae3;border-radius:8px;padding:1rem 1.25rem;margin:1rem 0}
-dt{font-weight:600} dd{margin:0 0 .5rem 0;font-family:ui-monospace,monospace} .muted{color:#687086}
+dt{font-weight:600} dd{margin:0 0 .5rem 0;font-family:ui-monospace,monospace;overflow-wrap:anywhere}
+.muted{color:#687086} ul.permissions{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:.3rem}
+ul.permissions li{background:#eef1f6;border-radius:4px;padding:.05rem .4rem;max-width:100%;overflow-wrap:anywhere}
 button{padding:.4rem .9rem} h1{font-size:1.5rem}
 """
 
@@ -64,9 +67,12 @@ def page(request: web.Request, title: str, body: str) -> web.Response:
         '<nav><a href="/">Dashboard</a><a href="/admin">Admin</a><a href="/api/me">API</a>'
         '<a href="/files">Files</a><a href="/sdk">Clerk SDK</a></nav>'
     )
+    signed_in = request.headers.get("X-Clerk-Auth-Status") == "signed-in"
     sign_out = (
         '<form method="post" action="/__gateway/sign-out" style="margin-top:2rem">'
         '<input type="hidden" name="redirect_url" value="/"><button id="sign-out">Sign out</button></form>'
+        if signed_in
+        else ""
     )
     text = (
         f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)} · {app_name}</title>"
@@ -81,18 +87,29 @@ def describe(who: dict[str, str | None]) -> str:
     rows = "".join(
         f"<dt>{html.escape(label)}</dt><dd id={key}>{html.escape(who[key] or '—')}</dd>"
         for key, label in (("user_id", "User"), ("session_id", "Session"), ("org_slug", "Organization"),
-                           ("org_role", "Role"), ("org_permissions", "Permissions"))
+                           ("org_role", "Role"))
     )
+    permissions = [item.strip() for item in (who["org_permissions"] or "").split(",") if item.strip()]
+    listed = "".join(f"<li>{html.escape(item)}</li>" for item in permissions) if permissions else "<li>—</li>"
+    rows += f'<dt>Permissions</dt><dd><ul id=org_permissions class="permissions">{listed}</ul></dd>'
     return f'<div class="card"><dl>{rows}</dl></div>'
 
 
 async def dashboard(request: web.Request) -> web.Response:
     who = identity(request)
     body = f"<p id=greeting>Signed in as <b>{html.escape(who['user_id'] or 'nobody')}</b>.</p>{describe(who)}"
-    satellite = request.app[SETTINGS].satellite_url
-    if satellite:
+    settings = request.app[SETTINGS]
+    satellite, primary = settings.satellite_url, settings.primary_url
+    if satellite and _host_of(satellite) == request.host:  # the same tool behind the satellite's gateway
+        if primary:
+            body += f'<p>Back to the <a id=primary href="{html.escape(primary)}">primary domain</a>.</p>'
+    elif satellite:
         body += f'<p>Also open the <a id=satellite href="{html.escape(satellite)}">satellite domain</a>.</p>'
     return page(request, "Dashboard", body)
+
+
+def _host_of(url: str) -> str:
+    return urlsplit(url).netloc
 
 
 async def admin(request: web.Request) -> web.Response:
@@ -146,13 +163,18 @@ async def sign_in(request: web.Request) -> web.Response:
 
 SDK_SCRIPT = """
 const out = document.getElementById('sdk-status');
+const signOut = document.getElementById('sdk-sign-out');
 const show = (text) => { out.textContent = text; };
 function describeClerk() {
   const user = Clerk.user;
   return user ? `Signed in with clerk-js as ${user.id} (session ${Clerk.session.id}).` : 'Signed out (clerk-js).';
 }
 window.sdkDemo = {
-  ready: Clerk.load().then(() => { Clerk.addListener(() => show(describeClerk())); return Clerk.version; }),
+  ready: Clerk.load().then(() => {
+    Clerk.addListener(() => { show(describeClerk()); signOut.hidden = !Clerk.user; });
+    signOut.hidden = !Clerk.user;
+    return Clerk.version;
+  }),
   async signIn(identifier, password) {
     await window.sdkDemo.ready;
     const attempt = await Clerk.client.signIn.create({identifier, password});
@@ -160,7 +182,7 @@ window.sdkDemo = {
     show(describeClerk());
     return {status: attempt.status, session: attempt.createdSessionId};
   },
-  async signOut() { await Clerk.signOut(); show(describeClerk()); },
+  async signOut() { await Clerk.signOut(); show(describeClerk()); signOut.hidden = true; },
 };
 document.getElementById('sdk-form').addEventListener('submit', async (event) => {
   event.preventDefault();
@@ -168,7 +190,7 @@ document.getElementById('sdk-form').addEventListener('submit', async (event) => 
   try { await window.sdkDemo.signIn(form.get('identifier'), form.get('password')); }
   catch (error) { show(`Sign-in failed: ${error.errors?.[0]?.longMessage || error}`); }
 });
-document.getElementById('sdk-sign-out').addEventListener('click', () => window.sdkDemo.signOut());
+signOut.addEventListener('click', () => window.sdkDemo.signOut());
 """
 
 
@@ -182,7 +204,7 @@ async def sdk_page(request: web.Request) -> web.Response:
         "<p id=sdk-status>Loading clerk-js…</p>"
         '<form id=sdk-form class=card><input name=identifier placeholder="alice@example.com"> '
         '<input name=password type=password placeholder=password> <button>Sign in with clerk-js</button></form>'
-        '<p><button id=sdk-sign-out type=button>Sign out with clerk-js</button></p>'
+        '<p><button id=sdk-sign-out type=button hidden>Sign out with clerk-js</button></p>'
         f'<script src="{CLERK_JS_STATIC}/clerk.browser.js" data-clerk-publishable-key="{html.escape(key)}" '
         'data-clerk-proxy-url="/__clerk"></script>'
         f"<script>{SDK_SCRIPT}</script>"
@@ -195,7 +217,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def build_app(name: str = "Acme internal tool", satellite_url: str = "", sign_in_url: str = "",
-              publishable_key: str = "", clerk_js_dist: Path = CLERK_JS_DIST) -> web.Application:
+              publishable_key: str = "", clerk_js_dist: Path = CLERK_JS_DIST, primary_url: str = "") -> web.Application:
     app = web.Application(client_max_size=0)
     app.router.add_get("/", dashboard)
     app.router.add_get("/admin", admin)
@@ -206,7 +228,8 @@ def build_app(name: str = "Acme internal tool", satellite_url: str = "", sign_in
     app.router.add_get("/sign-in", sign_in)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/sdk", sdk_page)
-    app[SETTINGS] = SampleSettings(name, satellite_url, sign_in_url, publishable_key, clerk_js_dist.is_dir())
+    app[SETTINGS] = SampleSettings(name, satellite_url, sign_in_url, primary_url, publishable_key,
+                                   clerk_js_dist.is_dir())
     if app[SETTINGS].clerk_js:
         app.router.add_static(CLERK_JS_STATIC, clerk_js_dist, append_version=False)
     return app
@@ -219,10 +242,12 @@ def main() -> None:
     parser.add_argument("--name", default=os.environ.get("DEMO_APP_NAME", "Acme internal tool"))
     parser.add_argument("--satellite-url", default=os.environ.get("DEMO_SATELLITE_URL", ""))
     parser.add_argument("--sign-in-url", default=os.environ.get("DEMO_SIGN_IN_URL", ""))
+    parser.add_argument("--primary-url", default=os.environ.get("DEMO_PRIMARY_URL", ""))
     parser.add_argument("--publishable-key", default=os.environ.get("DEMO_CLERK_PUBLISHABLE_KEY", ""),
                         help="for the clerk-js page (/sdk)")
     args = parser.parse_args()
-    app = build_app(args.name, args.satellite_url, args.sign_in_url, args.publishable_key)
+    app = build_app(args.name, args.satellite_url, args.sign_in_url, args.publishable_key,
+                    primary_url=args.primary_url)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 

@@ -24,6 +24,7 @@ from gateway.clerk.errors import ClerkProtocolError
 from gateway.clerk.redirects import sign_in_url
 from gateway.clerk.request import RequestView
 from gateway.clerk_api.authenticator import Authenticator
+from gateway.edge.loops import Loop, LoopGuard, log_loop
 from gateway.edge.machine_rules import route_accepts
 from gateway.edge.navigation import is_navigation
 from gateway.edge.outcomes import Deny, Outcome, outcome_for
@@ -110,6 +111,8 @@ class Admission:
         self._max_cookies = gateway.max_cookies
         self._hosts = HostAllowList(gateway.allowed_hosts)
         self._by_path = settings.clerk.organization_sync is not None
+        self.loops = LoopGuard(settings.clerk.secret_key)
+        self._explain_loops = gateway.explain_loops or not settings.clerk.is_production
         self.memo: SessionMemo | None = SessionMemo(gateway.token_cache_size)
         """None: every request decided afresh (the memo's equivalence tests compare both)."""
 
@@ -247,7 +250,8 @@ class Admission:
     def _outcome(self, screened: Screened, view: RequestView | None, state: AuthState) -> Outcome:
         incoming = screened.incoming
         decision = None
-        if not (state.headers and state.location is not None):
+        location = state.location if state.headers else None
+        if location is None or state.status == "signed-out":  # signed-out with a Location: a resolution
             signed_in = state.status == "signed-in"
             claims = state.claims if signed_in else None
             machine = state.machine if signed_in else None
@@ -260,7 +264,16 @@ class Admission:
             clerk = self.settings.clerk
             pending = state.status == "signed-in" and state.claims is not None and state.claims.is_pending
             dev_browser = known.dev_browser_token(clerk.cookie_suffix)
-            return sign_in_url(clerk, known.clerk_url, known.clerk_origin, dev_browser, pending=pending)
+            back = location or known.clerk_url  # a resolution's clean URL, without the handshake's parameters
+            return sign_in_url(clerk, back, known.clerk_origin, dev_browser, pending=pending)
+
+        def loop_check(state: AuthState, kind: str) -> tuple[Loop | None, tuple[bytes, bytes]]:
+            known = view if view is not None else screened.view()
+            secure = known.clerk_url.startswith("https:")
+            loop, cookie = self.loops.check(known, state, kind, self.authenticator.clock(), secure=secure)
+            if loop is not None:
+                log_loop(loop, state.reason, screened.path.judged)
+            return loop, cookie
 
         return outcome_for(
             state,
@@ -272,6 +285,9 @@ class Admission:
             if decision is not None and decision.verdict == "sign-in"
             else False,
             sign_in_location=sign_in_location,
+            loop_check=loop_check if screened.navigation and incoming.method in ("GET", "HEAD") else None,
+            explain_loops=self._explain_loops,
+            return_path=screened.path.judged,
         )
 
 

@@ -47,13 +47,14 @@ async def error(
     headers: Headers | None = None,
     extra: Mapping[str, Any] | None = None,
     json_body: bytes | None = None,
+    details: Any = None,
 ) -> None:
     """A precise error answer: JSON for programs (`json_body` verbatim when given), a short page for
     people; never a traceback."""
     if json_body is not None and not html_page:
         content_type, body = b"application/json", json_body
     else:
-        content_type, body = error_body(status, code, message, as_html=html_page, extra=extra)
+        content_type, body = error_body(status, code, message, as_html=html_page, extra=extra, details=details)
     await send_answer(send, status, [(b"content-type", content_type), *(headers or []), NO_STORE], body)
 
 
@@ -76,6 +77,7 @@ async def send_outcome(send: Send, outcome: Redirect | Deny | Proceed, headers: 
         headers=[*outcome.headers, *headers],
         extra=outcome.extra,
         json_body=outcome.body,
+        details=outcome.details,
     )
 
 

@@ -28,6 +28,7 @@ REASONS = {
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",
+    508: "Redirect Loop Stopped",
 }
 
 
@@ -47,10 +48,37 @@ def html_page(title: str, body_html: str) -> bytes:
 
 
 def error_body(
-    status: int, code: str, message: str, *, as_html: bool, extra: Mapping[str, Any] | None = None
+    status: int,
+    code: str,
+    message: str,
+    *,
+    as_html: bool,
+    extra: Mapping[str, Any] | None = None,
+    details: Any = None,
 ) -> tuple[bytes, bytes]:
-    """(content type, body) of an error answer: a short page for people, JSON for programs."""
+    """(content type, body) of an error answer: a short page for people, JSON for programs. `details`
+    (an `outcomes.PageDetails`) adds to the page: who is signed in, a sign-in link, a fix."""
+    if as_html and details is not None:
+        return HTML, html_page(f"{status} {REASONS.get(status, 'Error')}", _page_body(message, details))
     return _rendered(status, code, message, as_html, tuple(extra.items()) if extra else ())
+
+
+def _page_body(message: str, details: Any) -> str:
+    parts = [f'<p id="message">{html.escape(message)}</p>']
+    if details.fix:
+        parts.append(f'<p id="fix"><b>Fix:</b> {html.escape(details.fix)}</p>')
+    if details.signed_in_as:
+        back = html.escape(details.return_path or "/", quote=True)
+        parts.append(
+            f'<p id="signed-in-as">Signed in as <b>{html.escape(details.signed_in_as)}</b>.</p>'
+            '<form method="post" action="/__gateway/sign-out">'
+            f'<input type="hidden" name="redirect_url" value="{back}">'
+            '<button type="submit" id="switch-account">Sign out and sign in as someone else</button></form>'
+        )
+    if details.sign_in_url:
+        parts.append(f'<p><a id="sign-in" href="{html.escape(details.sign_in_url, quote=True)}">Sign in</a></p>')
+    parts.append('<p><a href="/">Back to the start page</a></p>')
+    return "".join(parts)
 
 
 @lru_cache(maxsize=512)

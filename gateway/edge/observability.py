@@ -132,6 +132,9 @@ class GatewayMetrics:
             ["kind"],
         )
         self.handshakes = _Tally("gateway_handshakes", "Handshake redirects sent, by Clerk's reason.", ["reason"])
+        self.redirect_loops = _Tally(
+            "gateway_redirect_loops", "Redirect loops stopped with an explaining page, by likely cause.", ["cause"]
+        )
         self.refresh_failures = _Tally(
             "gateway_session_refresh_failures",
             "Expired session tokens that could not be refreshed, by Clerk's reason.",
@@ -143,6 +146,7 @@ class GatewayMetrics:
             self.upstream_latency,
             self.upstream_errors,
             self.handshakes,
+            self.redirect_loops,
             self.refresh_failures,
             _RuntimeCollector(runtime),
         ):
@@ -158,6 +162,8 @@ class GatewayMetrics:
             self.upstream_latency.observe(record.upstream_seconds)
         if record.upstream_error is not None:
             self.upstream_errors.inc("timeout" if status == 504 else "unreachable" if status == 502 else "aborted")
+        if record.loop is not None:
+            self.redirect_loops.inc(record.loop)
         if decision == "handshake":
             self.handshakes.inc(reason or "none")
         elif reason.startswith("session-token-expired-refresh-") and "non-eligible" not in reason:

@@ -20,6 +20,7 @@ RouteClass = Literal["proxy", "frontend_api", "gateway", "websocket"]
 class RequestRecord:
     __slots__ = (
         "decision",
+        "loop",
         "reason",
         "request_id",
         "route_class",
@@ -39,6 +40,8 @@ class RequestRecord:
         self.user_id: str | None = None
         self.upstream_seconds: float | None = None
         self.upstream_error: str | None = None
+        self.loop: str | None = None
+        """The cause of a redirect loop the gate stopped (`loops.Loop.cause`)."""
 
 
 REQUEST_ID = b"x-request-id"
@@ -86,6 +89,8 @@ def note_outcome(record: RequestRecord, outcome: Outcome) -> None:
         return
     record.decision = state.status
     record.reason = state.reason
+    if outcome.row == "redirect-loop" and isinstance(outcome, Deny) and outcome.extra:
+        record.loop = outcome.extra["cause"]
     signed_in = state.status == "signed-in"
     if signed_in and state.machine is not None:
         record.user_id = state.machine.subject

@@ -35,6 +35,8 @@ from gateway.clerk.errors import ClerkProtocolError
 from gateway.clerk.redirects import is_allowed_source, redirect_location
 from gateway.clerk.request import RequestView
 from gateway.edge.http_errors import HTML, html_page
+from gateway.edge.loops import COOKIE as LOOP_COOKIE
+from gateway.edge.loops import clear_cookie
 from gateway.edge.outcomes import Deny
 from gateway.edge.runtime import EdgeRuntime
 
@@ -75,9 +77,16 @@ async def sign_out(request: Request[Any, Any, Any]) -> ASGIResponse:
     if session_id and authenticator.backend:
         await authenticator.backend.revoke_session(session_id)
     secure = view.clerk_url.startswith("https")
-    cookies = signed_out_cookies(runtime.settings.clerk.cookie_suffix, secure)
+    suffix = runtime.settings.clerk.cookie_suffix
+    cookies = signed_out_cookies(suffix, secure)
+    if f"__client_uat_{suffix}" not in view.cookies:
+        # Writing the suffixed family would make Clerk read that family from now on (PROTOCOL.md §2.2,
+        # rule 8), where this browser has no dev-browser token: one more handshake on the next visit.
+        cookies = [cookie for cookie in cookies if not cookie.startswith(f"__client_uat_{suffix}=")]
     if BROWSER_COOKIE in view.cookies:
         cookies.append(_browser_cookie("", secure, 0))
+    if LOOP_COOKIE in view.cookies:  # a sign-in redirect right after signing out is no loop
+        cookies.append(clear_cookie(secure)[1].decode("ascii"))
     return _json(303, None, [("location", target), *(("set-cookie", cookie) for cookie in cookies)])
 
 

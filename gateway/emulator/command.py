@@ -50,6 +50,7 @@ def mint_api_key_command(bapi_url: str, secret_key: str, subject: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
     import signal
     import sys
     import threading
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.emulator.server import EmulatorServer, EmulatorStartError
     from gateway.emulator.signing import load_private_key
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO line per request is noise here
     try:
         seed = load_seed(args.seed)
         key = load_private_key(args.key_file) if args.key_file else None
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  CLERK_PUBLISHABLE_KEY={config.publishable_key}")
     print(f"  CLERK_SECRET_KEY={config.secret_key}")
     print(f"  CLERK_API_URL={server.bapi_url}")
+    print(f"  CLERK_FAPI_URL={config.public_url}")
     print(f"  CLERK_SIGN_IN_URL={config.hosted_sign_in_url}")
     print("Users: " + ", ".join(user.email for user in seed.users) + " (passwords in the seed file)")
     first_user = seed.users[0].id if seed.users else "user_alice"

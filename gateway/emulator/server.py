@@ -11,6 +11,7 @@ returns once both have started and answered `/v1/health`.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import socket
 import threading
 from pathlib import Path
@@ -49,6 +50,28 @@ class _ReadyServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self._ready.set()
+
+
+class _Dated:
+    """Every answer's `Date` header from the emulator's clock (not uvicorn's wall clock), so a clock set
+    off by a test is what a client comparing clocks (`gateway doctor`) sees."""
+
+    def __init__(self, app: Any, clock: Clock) -> None:
+        self.app = app
+        self.clock = clock
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                date = email.utils.formatdate(self.clock(), usegmt=True).encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"date", date)]}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -140,8 +163,8 @@ class EmulatorServer:
         self._instance = instance
         ready = [threading.Event(), threading.Event()]
         self._servers = [
-            _ReadyServer(self._uvicorn_config(create_fapi_app(instance)), ready[0]),
-            _ReadyServer(self._uvicorn_config(create_bapi_app(instance)), ready[1]),
+            _ReadyServer(self._uvicorn_config(_Dated(create_fapi_app(instance), self._clock)), ready[0]),
+            _ReadyServer(self._uvicorn_config(_Dated(create_bapi_app(instance), self._clock)), ready[1]),
         ]
         self._thread = threading.Thread(
             target=self._run, args=([fapi_socket], [bapi_socket]), name="clerk-emulator", daemon=True
@@ -165,8 +188,9 @@ class EmulatorServer:
     @staticmethod
     def _uvicorn_config(app: Any) -> uvicorn.Config:
         return uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", log_level="warning", timeout_graceful_shutdown=1
-        )
+            app, log_config=None, access_log=False, lifespan="off", log_level="warning", timeout_graceful_shutdown=1,
+            date_header=False,
+        )  # fmt: skip
 
     def _run(self, fapi_sockets: list[socket.socket], bapi_sockets: list[socket.socket]) -> None:
         async def serve_both() -> None:

@@ -153,6 +153,11 @@ class GatewaySettings:
         help="Refresh an expired session token on any method, not only GET, so pages without Clerk's browser "
         "SDK keep working past the token lifetime (fetch/XHR POSTs); `false` keeps Clerk's GET-only rule.",
     )  # fmt: skip
+    explain_loops: bool = setting(
+        False, parse_boolean, env="GATEWAY_EXPLAIN_LOOPS",
+        help="Name the likely cause (and the fix) on the page that stops a redirect loop; always on with a "
+        "development instance. Off, the page says only that a loop was stopped; the log names the cause.",
+    )  # fmt: skip
     assertion_key: PemKey[PrivateKeyTypes] | None = setting(
         None, parse_private_key_file, env="GATEWAY_ASSERTION_KEY",
         help="Path of a PEM private key; when set, a signed identity assertion is sent to the app.",

@@ -211,3 +211,53 @@ def test_clerk_js_signs_in_through_the_frontend_api_proxy_and_the_tool_sees_it(p
     sign_out = [call for call, operation in zip(recorder.calls, operations, strict=True)
                 if operation == "DELETE /v1/client/sessions"]
     assert sign_out[-1].body["response"]["sessions"] == [] and sign_out[-1].body["client"]["sessions"] == []
+
+
+@needs_clerk_js
+def test_a_wrong_authorized_parties_loop_ends_on_a_page_that_names_it(page: Any, demo: DemoPlan,
+                                                                       tmp_path: Path) -> None:
+    """Before: signed in with the SDK, Chromium went round sign-in redirects and dev-browser handshakes
+    until ERR_TOO_MANY_REDIRECTS (Clerk's three-handshake guard never fired)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from gateway.demo.command import CONFIG
+    from tests.e2e.conftest import free_port
+
+    port = free_port()
+    origin = f"http://tools.localhost:{port}"
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("CLERK_", "GATEWAY_"))}
+    environment.update({**demo.primary_environment(), "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+                        "GATEWAY_PUBLIC_ORIGIN": origin, "CLERK_AUTHORIZED_PARTIES": "https://elsewhere.example.com"})
+    log = (tmp_path / "gateway.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(CONFIG)], env=environment,
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/__gateway/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        page.goto(f"{origin}/sdk")
+        page.evaluate("window.sdkDemo.ready")
+        result = page.evaluate("([identifier, password]) => window.sdkDemo.signIn(identifier, password)", list(ALICE))
+        assert result["status"] == "complete", result
+        hops: list[str] = []
+        page.on("response", lambda response: hops.append(response.url) if 300 <= response.status < 400 else None)
+        response = page.goto(f"{origin}/")
+        assert response is not None and response.status == 508, hops
+        assert len(hops) <= 4, hops
+        assert "CLERK_AUTHORIZED_PARTIES" in page.inner_text("#message")
+        assert f"Add {origin} to CLERK_AUTHORIZED_PARTIES" in page.inner_text("#fix")
+        shot(page, "clerk-js-06-loop-page")
+        metrics = httpx.get(f"http://127.0.0.1:{port}/__gateway/metrics", timeout=5).text
+        assert 'gateway_redirect_loops_total{cause="authorized-parties"} 1.0' in metrics
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+    assert "gateway.redirect_loop cause=authorized-parties" in (tmp_path / "gateway.log").read_text()

@@ -95,3 +95,86 @@ def test_the_satellite_domain_is_signed_in_through_the_sync_round_trip(page: Any
     assert [r for r in reasons if r][:3] == ["satellite-needs-syncing", "primary-responds-to-syncing",
                                               "dev-browser-sync"]
     shot(page, "06-satellite-signed-in")
+
+
+def test_the_403_page_says_who_is_signed_in_and_switches_account(page: Any, demo: DemoPlan) -> None:
+    sign_in(page, demo, BOB)
+    response = page.goto(f"{demo.primary_origin}/admin")
+    assert response.status == 403
+    assert "user_bob" in page.inner_text("#signed-in-as") and "org:member" in page.inner_text("#signed-in-as")
+    shot(page, "07-forbidden-names-the-user")
+    page.click("#switch-account")
+    page.wait_for_url(f"{demo.sign_in_url}*")
+    page.fill("#identifier", ALICE[0])
+    page.fill("#password", ALICE[1])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{demo.primary_origin}/admin*")
+    assert page.inner_text("#admin") == "Only organization admins see this page."
+
+
+def test_an_api_path_opened_signed_out_is_a_page_with_a_sign_in_link(page: Any, demo: DemoPlan) -> None:
+    response = page.goto(f"{demo.primary_origin}/api/me")
+    assert response.status == 401 and response.headers["content-type"].startswith("text/html")
+    assert page.inner_text("#message") == "Sign in to use this API."
+    shot(page, "08-api-path-signed-out")
+    page.click("#sign-in")
+    page.wait_for_url(f"{demo.sign_in_url}*")
+
+
+def test_long_permission_lists_stay_inside_the_identity_card(browser: Any, demo: DemoPlan) -> None:
+    context = browser.new_context(viewport={"width": 360, "height": 800})
+    narrow = context.new_page()
+    sign_in(narrow, demo)
+    items = narrow.eval_on_selector_all("#org_permissions li", "items => items.map(i => i.textContent)")
+    assert "org:sys_memberships:manage" in items and len(items) == 4
+    overflow = narrow.eval_on_selector(".card", "card => card.scrollWidth - card.clientWidth")
+    assert overflow <= 0
+    shot(narrow, "09-permissions-in-a-narrow-card")
+    context.close()
+
+
+def test_the_satellite_links_back_to_the_primary_not_to_itself(page: Any, demo: DemoPlan) -> None:
+    sign_in(page, demo)
+    assert page.get_attribute("#satellite", "href") == f"{demo.satellite_origin}/"
+    page.wait_for_timeout(2500)
+    page.goto(f"{demo.satellite_origin}/")
+    assert page.inner_text("#greeting") == "Signed in as user_alice."
+    assert page.locator("#satellite").count() == 0
+    assert page.get_attribute("#primary", "href") == f"{demo.primary_origin}/"
+    shot(page, "10-satellite-links-to-primary")
+
+
+def test_after_signing_out_on_the_primary_the_satellite_reaches_sign_in_in_a_few_hops(
+    page: Any, demo: DemoPlan
+) -> None:
+    sign_in(page, demo)
+    page.wait_for_timeout(2500)
+    page.goto(f"{demo.satellite_origin}/")
+    assert page.inner_text("#greeting") == "Signed in as user_alice."
+    page.goto(f"{demo.primary_origin}/")
+    page.click("#sign-out")
+    page.wait_for_url(f"{demo.sign_in_url}*")
+    page.wait_for_timeout((TOKEN_LIFETIME + 6) * 1000)  # the satellite's token expires (and the 5 s of skew)
+    hops: list[str] = []
+    page.on("response", lambda response: hops.append(response.url) if 300 <= response.status < 400 else None)
+    page.goto(f"{demo.satellite_origin}/")
+    assert page.url.startswith(demo.sign_in_url), page.url
+    assert len(hops) <= 4, hops
+    shot(page, "11-satellite-signed-out-to-sign-in")
+
+
+def test_the_pages_offer_sign_out_only_when_signed_in(page: Any, demo: DemoPlan) -> None:
+    page.goto(f"{demo.primary_origin}/sdk")
+    assert page.locator("#sign-out").count() == 0
+    if page.locator("#sdk-sign-out").count():
+        page.wait_for_function("document.getElementById('sdk-status').textContent !== 'Loading clerk-js…'")
+        assert page.locator("#sdk-sign-out").is_hidden()
+    shot(page, "12-sdk-signed-out")
+    sign_in(page, demo)
+    assert page.locator("#sign-out").count() == 1
+
+
+def test_the_banner_names_the_token_lifetime(demo: DemoPlan) -> None:
+    from gateway.demo.command import banner
+
+    assert f"session tokens last {demo.token_lifetime} s" in banner(demo)

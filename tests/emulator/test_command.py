@@ -58,10 +58,12 @@ def test_command_prints_keys_and_urls_and_serves_until_interrupted(tmp_path: Pat
         api_url = re.search(r"CLERK_API_URL=(\S+)", banner)
         fapi_url = re.search(r"listening on (\S+)\)", banner)
         assert api_url and fapi_url and "x@example.com" in banner
+        assert "CLERK_FAPI_URL=http://clerk.example.test\n" in banner  # where handshakes must go
         assert httpx.get(f"{api_url.group(1)}/v1/health").json() == {"status": "healthy"}
         assert httpx.get(f"{fapi_url.group(1)}/v1/health").json() == {"status": "healthy"}
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
+        assert process.stderr is not None and "HTTP Request" not in process.stderr.read()  # no httpx INFO lines
     finally:
         if process.poll() is None:
             process.kill()

@@ -92,7 +92,11 @@ async def test_handshake_answers_are_exactly_clerks(
     assert first.headers["x-clerk-auth-status"] == "handshake"
     assert first.headers["x-clerk-auth-reason"] == "dev-browser-missing"
     assert first.headers["cache-control"] == "no-store"
-    assert first.headers.get_list("set-cookie") == ["__clerk_redirect_count=1; SameSite=Lax; HttpOnly; Max-Age=2"]
+    clerks, gateways = [], []
+    for cookie in first.headers.get_list("set-cookie"):
+        (gateways if cookie.startswith("__gateway_loop=") else clerks).append(cookie)
+    assert clerks == ["__clerk_redirect_count=1; SameSite=Lax; HttpOnly; Max-Age=2"]
+    assert len(gateways) == 1 and gateways[0].endswith("; Max-Age=10; Path=/; HttpOnly; SameSite=Lax")  # loops.py
     location = first.headers["location"]
     assert location.startswith(f"{dev_clerk.fapi_url}/v1/client/handshake?redirect_url=http%3A%2F%2Fapp.test%3A8000")
     assert parse_qs(urlsplit(location).query)["__clerk_hs_reason"] == ["dev-browser-missing"]

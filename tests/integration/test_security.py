@@ -104,8 +104,13 @@ async def test_cookies_are_secure_behind_tls(
     )
     assert not any("Secure" in cookie for cookie in plain.headers.get_list("set-cookie"))
     handshake = await http_client.get(f"{gateway.url}/x", headers={**NAVIGATION, "host": HOST})
-    # Clerk's own redirect counter, exactly as Clerk's SDK writes it (PROTOCOL.md §4.2)
-    assert handshake.headers.get_list("set-cookie") == ["__clerk_redirect_count=1; SameSite=Lax; HttpOnly; Max-Age=2"]
+    # Clerk's own redirect counter, exactly as Clerk's SDK writes it (PROTOCOL.md §4.2), and the gateway's
+    # memory of redirects (loops.py), Secure behind TLS like the gateway's other cookies
+    clerks = [c for c in handshake.headers.get_list("set-cookie") if not c.startswith("__gateway_loop=")]
+    assert clerks == ["__clerk_redirect_count=1; SameSite=Lax; HttpOnly; Max-Age=2"]
+    behind_tls = await http_client.get(f"{gateway.url}/x", headers={**NAVIGATION, **tls})
+    [memory] = [c for c in behind_tls.headers.get_list("set-cookie") if c.startswith("__gateway_loop=")]
+    assert memory.endswith("; HttpOnly; SameSite=Lax; Secure")
 
 
 # ------------------------------------------------------------------------------------------ limits, hosts

@@ -130,3 +130,51 @@ def test_explain_follows_accepts_token(networkless_env: None, monkeypatch: pytes
     assert (signed_in["status"], signed_in["token_type"]) == ("signed-in", "m2m_token")
     assert signed_in["machine"]["subject"] == "mch_1" and signed_in["machine"]["scopes"] == ["mch_2"]
     assert (no_header["status"], no_header["reason"]) == ("signed-out", "No token in header")
+
+
+def test_trace_lists_the_rows_the_decision_took_in_order(networkless_env: None, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    line = json.dumps({"url": "https://app.example.com/x", "now": IAT + 3600,
+                       "headers": {"cookie": f"__client_uat=1; __session={session_token()}",
+                                   "sec-fetch-dest": "document"}})
+    monkeypatch.setattr(sys, "stdin", io.StringIO(line + "\n"))
+    assert main(["explain", "--trace"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["trace"] == ["D cookies", "D14 verification failed", "§3.3 token-expired", "§3.1 handshake"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(line + "\n"))
+    assert main(["explain"]) == 0
+    assert "trace" not in json.loads(capsys.readouterr().out)
+
+
+def test_the_readme_example_runs_as_written_on_the_sample_settings() -> None:
+    readme = (REPO / "README.md").read_text()
+    command = readme.split("| .venv/bin/gateway explain --trace --config config/explain.example.toml")[0]
+    request = command.rsplit("echo '", 1)[1].split("' \\", 1)[0]
+    completed = subprocess.run(
+        [sys.executable, "-m", "gateway", "explain", "--trace", "--config", "config/explain.example.toml"],
+        input=request + "\n", capture_output=True, text=True, cwd=REPO, env={"PATH": "/usr/bin:/bin"}, timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert (result["status"], result["reason"]) == ("handshake", "client-uat-but-no-session-token")
+    assert result["trace"] == ["D cookies", "D10 client_uat without session", "§3.1 handshake"]
+    assert completed.stderr == ""
+
+
+def test_an_unreachable_jwks_is_summed_up_once_on_stderr(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.upstream import unused_port
+
+    for name in ("CLERK_JWT_KEY", "GATEWAY_UPSTREAM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLERK_PUBLISHABLE_KEY", PK_LIVE)
+    monkeypatch.setenv("CLERK_SECRET_KEY", "sk_live_x")
+    monkeypatch.setenv("CLERK_API_URL", f"http://127.0.0.1:{unused_port()}")
+    request = json.dumps({"url": "https://app.example.com/x", "now": IAT,
+                          "headers": {"cookie": f"__client_uat=1; __session={session_token()}"}})
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{request}\n{request}\n{request}\n"))
+    assert main(["explain"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 3
+    [summary] = captured.err.splitlines()
+    assert summary.startswith("gateway explain: the JWKS could not be loaded (") and "unexpected-error" in summary

@@ -17,7 +17,8 @@ from gateway.clerk.authorization import REVERIFICATION_PRESETS
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.decide import AuthState
 from gateway.clerk.decision_inputs import DECISION_HEADERS, decision_key
-from gateway.edge.outcomes import Deny, Proceed, Redirect, outcome_for
+from gateway.edge.loops import Loop
+from gateway.edge.outcomes import LOOP_STOPPED, Deny, Proceed, Redirect, outcome_for
 from gateway.edge.policy import Decision
 from gateway.settings import RouteRule
 from tests.unit.test_decision_table import ROWS, Row
@@ -59,7 +60,8 @@ def decide(state: AuthState, verdict: str | None, *, is_api: bool = False, **opt
         ),
         ("no keys, no token: sign in", SIGNED_OUT, "sign-in", {"keys_available": False}, "sign-in-redirect", 307),
         ("a page navigation goes to sign-in", SIGNED_OUT, "sign-in", {}, "sign-in-redirect", 307),
-        ("an API call gets 401", SIGNED_OUT, "sign-in", {"is_api": True}, "unauthenticated", 401),
+        ("an API call gets 401", SIGNED_OUT, "sign-in", {"is_api": True, "navigation": False}, "unauthenticated", 401),
+        ("an API path a browser opens gets 401", SIGNED_OUT, "sign-in", {"is_api": True}, "unauthenticated", 401),
         (
             "a form POST gets 401, not a redirect that re-posts",
             SIGNED_OUT,
@@ -89,7 +91,7 @@ def test_an_allowed_request_carries_the_decisions_headers_to_the_apps_answer() -
 
 
 def test_a_refusal_says_clerks_reason_and_a_page_only_for_navigations() -> None:
-    api = decide(SIGNED_OUT, "sign-in", is_api=True)
+    api = decide(SIGNED_OUT, "sign-in", is_api=True, navigation=False, redirectable=False)
     assert isinstance(api, Deny) and api.extra == {"reason": "session-token-and-uat-missing"} and not api.page
     page = decide(SIGNED_OUT, "sign-in", redirectable=False)
     assert isinstance(page, Deny) and page.page
@@ -98,7 +100,7 @@ def test_a_refusal_says_clerks_reason_and_a_page_only_for_navigations() -> None:
 
 
 def test_reverification_answers_clerks_body_to_programs_and_a_page_to_people() -> None:
-    api = decide(SIGNED_IN, "reverify", is_api=True)
+    api = decide(SIGNED_IN, "reverify", is_api=True, navigation=False)
     assert isinstance(api, Deny) and not api.page and api.code == "reverification_required"
     assert api.body == (
         b'{"clerk_error":{"type":"forbidden","reason":"reverification-error","metadata":{"reverification":"strict"}}}'
@@ -113,6 +115,44 @@ def test_a_pending_session_let_in_says_so_to_the_identity_writer() -> None:
     outcome = outcome_for(SIGNED_IN, decision, navigation=True, redirectable=True, keys_available=True,
                           carries_token=False, sign_in_location=lambda: "")  # fmt: skip
     assert isinstance(outcome, Proceed) and outcome.pending_signed_in
+
+
+def test_an_api_path_opened_by_a_browser_gets_the_401_page_with_a_sign_in_link() -> None:
+    opened = decide(SIGNED_OUT, "sign-in", is_api=True)
+    assert isinstance(opened, Deny) and opened.status == 401 and opened.page
+    assert opened.details is not None and opened.details.sign_in_url == "https://accounts/sign-in"
+
+
+def test_the_403_page_says_who_is_signed_in_and_where_to_come_back() -> None:
+    forbidden = decide(SIGNED_IN, "forbidden", return_path="/admin")
+    assert isinstance(forbidden, Deny) and forbidden.page and forbidden.details is not None
+    assert (forbidden.details.signed_in_as, forbidden.details.return_path) == ("user_1", "/admin")
+
+
+LOOP = Loop("authorized-parties", "The token's azp is not allowed.", "Add it.", 4)
+COOKIE = (b"set-cookie", b"__gateway_loop=x")
+
+
+@pytest.mark.parametrize(("state", "verdict"), [(HANDSHAKE, None), (SIGNED_OUT, "sign-in")])
+def test_a_redirect_that_would_continue_a_loop_is_the_loop_page(state: AuthState, verdict: str | None) -> None:
+    asked: list[str] = []
+
+    def in_a_loop(state: AuthState, kind: str) -> tuple[Loop | None, tuple[bytes, bytes]]:
+        asked.append(kind)
+        return LOOP, COOKIE
+
+    outcome = decide(state, verdict, loop_check=in_a_loop, explain_loops=True)
+    assert asked == ["h" if verdict is None else "s"]
+    assert isinstance(outcome, Deny) and outcome.row == "redirect-loop" and outcome.status == 508 and outcome.page
+    assert outcome.message == LOOP.explanation and outcome.details is not None and outcome.details.fix == "Add it."
+    assert outcome.extra == {"cause": "authorized-parties", "reason": state.reason} and COOKIE in outcome.headers
+    hidden = decide(state, verdict, loop_check=in_a_loop, explain_loops=False)
+    assert isinstance(hidden, Deny) and hidden.message == LOOP_STOPPED and hidden.details is None
+
+
+def test_a_redirect_outside_a_loop_carries_the_memory_cookie() -> None:
+    outcome = decide(SIGNED_OUT, "sign-in", loop_check=lambda state, kind: (None, COOKIE))
+    assert isinstance(outcome, Redirect) and COOKIE in outcome.headers
 
 
 def test_the_sign_in_redirect_is_never_cached() -> None:
