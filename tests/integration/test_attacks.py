@@ -737,3 +737,44 @@ def test_a_unicode_spelling_folded_and_then_read_another_way_is_still_judged_as_
 ) -> None:
     answer = send(request(spelling, signed_in(served.token())))
     assert answer.status in (400, 403) and answer.app is None, (spelling, answer)
+
+
+async def test_a_trusted_proxys_repeated_forwarding_headers_are_read_once_the_same_way(
+    gateway: RunningGateway, dev_clerk: EmulatorServer
+) -> None:
+    """The allow-list, Clerk's URL and the app all read the first `X-Forwarded-Host` item, never a later one."""
+    token = signed_in(mint_token(dev_clerk, "user_bob"))
+    repeated = [("X-Forwarded-Host", "a.example.com"), ("X-Forwarded-Host", "evil.example"), *token]
+    answer = await exchange_async(gateway.url, request("/home", repeated))
+    assert answer.status == 200 and answer.app_headers("x-forwarded-host") == ["a.example.com"]
+    for first in ("evil.example, a.example.com", "evil.example/.example.com", "a.example.com:99999"):
+        answer = await exchange_async(gateway.url, request("/home", [("X-Forwarded-Host", first), *token]))
+        assert (answer.status, answer.error) == (421, "host_not_allowed") and answer.app is None, first
+    proto = [("X-Forwarded-Proto", "https, http"), ("X-Forwarded-Proto", "http"), *token]
+    answer = await exchange_async(gateway.url, request("/home", proto))
+    assert answer.status == 200 and answer.app_headers("x-forwarded-proto") == ["https"]
+
+
+async def test_a_clients_x_original_url_can_change_the_answers_format_but_never_its_verdict(
+    gateway: RunningGateway,
+) -> None:
+    """Traefik and Caddy pass a client's `X-Original-URL` on; agreeing with theirs, it only selects nginx's format."""
+    navigation = [("Accept", "text/html"), ("Sec-Fetch-Dest", "document")]
+    answer = await exchange_async(gateway.url, forward_auth("/secret", *navigation))
+    assert answer.status == 307
+    answer = await exchange_async(gateway.url, forward_auth("/secret", ("X-Original-URL", "/secret"), *navigation))
+    assert answer.status == 401 and b"\r\nlocation: " in answer.head.lower()
+    for described in ("/public/x", f"http://{HOST}/public/x", "http://a.example.com/secret"):
+        answer = await exchange_async(gateway.url, forward_auth("/secret", ("X-Original-URL", described), JSON))
+        assert answer.status in (400, 403), described
+
+
+def test_connection_cannot_name_the_gateways_own_headers_away(send: Callable[[bytes], Answer], served: Served) -> None:
+    """`Connection` lists hop-by-hop headers to drop: a client listing ours must not remove what the gateway adds."""
+    named = ("Connection", "x-clerk-user-id, x-clerk-auth-status, x-forwarded-for, host, x-gateway-identity-assertion")
+    answer = send(request("/home", [*signed_in(served.token()), named]))
+    assert answer.status == 200
+    assert answer.app_headers("x-clerk-user-id") == ["user_bob"] and answer.app_headers("x-clerk-auth-status") == [
+        "signed-in"
+    ]
+    assert answer.app_headers("x-forwarded-for") == ["127.0.0.1"] and answer.app_headers("host") == [HOST]
