@@ -207,9 +207,9 @@ def unmet_requirement(rule: RouteRule, claims: SessionClaims) -> str | None:
     if (rule.require_org or rule.org_role or rule.org_permission) and claims.org_id is None:
         key = "require_org" if rule.require_org else "org_role" if rule.org_role else "org_permission"
         return f"{key} (no active organization)"
-    if rule.org_role and claims.org_role != _org_prefixed(rule.org_role):
+    if rule.org_role and (not claims.org_role or org_prefixed(claims.org_role) != org_prefixed(rule.org_role)):
         return f"org_role = {rule.org_role!r}"
-    if rule.org_permission and _org_prefixed(rule.org_permission) not in claims.org_permissions:
+    if rule.org_permission and org_prefixed(rule.org_permission) not in claims.org_permissions:
         return f"org_permission = {rule.org_permission!r}"
     if rule.requires is not None:
         return unmet_condition(rule.requires, claims)
@@ -300,6 +300,3 @@ def describe_condition(condition: Condition) -> str:
     parts = ", ".join(describe_condition(part) for part in condition.conditions)
     return f"{'any' if isinstance(condition, AnyOf) else 'all'} [{parts}]"
 
-
-def _org_prefixed(name: str) -> str:
-    return name if name.startswith("org:") else f"org:{name}"

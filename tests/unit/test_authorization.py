@@ -243,3 +243,11 @@ def test_methods_no_rule_names_share_one_memo_entry() -> None:
 def test_annotate_mode_lets_a_deny_rule_through_with_a_reason() -> None:
     rules = policy({"path": "/x", "access": "deny"}, mode="annotate")
     assert rules.decide("/x", FETCH, None, "GET").verdict == "allow"
+
+
+@pytest.mark.parametrize("role", ["admin", "org:admin", "org:org:admin"])
+def test_roles_are_prefixed_as_clerks_prefix_with_org_does(role: str) -> None:
+    rules = policy({"path": "/own/*", "org_role": role}, {"path": "/nested/*", "any": [{"org_role": role}]})
+    assert rules.decide("/own/x", NAVIGATION, ALICE, "GET").verdict == "allow"
+    assert rules.decide("/nested/x", NAVIGATION, ALICE, "GET").verdict == "allow"
+    assert rules.decide("/own/x", NAVIGATION, EVE, "GET").verdict == "forbidden"
