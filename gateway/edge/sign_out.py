@@ -46,6 +46,9 @@ CSRF_MAX_AGE = 600  # seconds: the confirmation page is meant to be used right a
 CSRF_SALT = "session-gateway sign-out csrf"
 HKDF_INFO = b"session-gateway sign-out csrf"
 BROWSER_COOKIE = "__gateway_sign_out"
+SECURE_BROWSER_COOKIE = "__Host-gateway_sign_out"
+"""Over https the browser's value lives in a `__Host-` cookie (Secure, `Path=/`, no `Domain`): a sibling
+sub-domain cannot set it, so it cannot fix the value a signed-out browser's token is bound to."""
 PAGE_HEADERS = [
     ("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
     ("x-frame-options", "DENY"),
@@ -83,7 +86,7 @@ async def sign_out(request: Request[Any, Any, Any]) -> ASGIResponse:
         # Writing the suffixed family would make Clerk read that family from now on (PROTOCOL.md §2.2,
         # rule 8), where this browser has no dev-browser token: one more handshake on the next visit.
         cookies = [cookie for cookie in cookies if not cookie.startswith(f"__client_uat_{suffix}=")]
-    if BROWSER_COOKIE in view.cookies:
+    if _browser_cookie_name(secure) in view.cookies:
         cookies.append(_browser_cookie("", secure, 0))
     if LOOP_COOKIE in view.cookies:  # a sign-in redirect right after signing out is no loop
         cookies.append(clear_cookie(secure)[1].decode("ascii"))
@@ -184,15 +187,19 @@ def _confirmation_page(
     )
 
 
+def _browser_cookie_name(secure: bool) -> str:
+    return SECURE_BROWSER_COOKIE if secure else BROWSER_COOKIE
+
+
 def _browser_value(view: RequestView) -> str | None:
-    value = view.cookies.get(BROWSER_COOKIE)
+    value = view.cookies.get(_browser_cookie_name(view.clerk_url.startswith("https")))
     return value if value and _BROWSER_VALUE.fullmatch(value) else None
 
 
 def _browser_cookie(value: str, secure: bool, max_age: int) -> str:
-    return f"{BROWSER_COOKIE}={value}; Max-Age={max_age}; Path={PATH}; HttpOnly; SameSite=Lax" + (
-        "; Secure" if secure else ""
-    )
+    if secure:  # the `__Host-` prefix asks for exactly this: Secure, Path=/, no Domain
+        return f"{SECURE_BROWSER_COOKIE}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax; Secure"
+    return f"{BROWSER_COOKIE}={value}; Max-Age={max_age}; Path={PATH}; HttpOnly; SameSite=Lax"
 
 
 # ---------------------------------------------------------------------------------------------- #

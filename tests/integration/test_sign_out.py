@@ -194,3 +194,17 @@ async def test_sign_out_sends_only_parsed_redirects_on_allowed_origins(
             params={"redirect_url": target} if where == "query" else None,
         )
         assert out.status_code == 303 and out.headers["location"] == location, where
+
+
+async def test_behind_tls_the_browser_value_lives_in_a_host_only_cookie_a_sibling_cannot_set(
+    gateway: RunningGateway, http_client: httpx.AsyncClient
+) -> None:
+    tls = {"host": gateway.host, "x-forwarded-proto": "https", "accept": "text/html"}
+    page = await http_client.get(f"{gateway.url}/__gateway/sign-out", headers=tls)
+    [cookie] = [value for value in page.headers.get_list("set-cookie") if "gateway_sign_out" in value]
+    assert cookie.startswith("__Host-gateway_sign_out=") and "; Path=/;" in cookie and "; Secure" in cookie
+    assert "Domain" not in cookie
+    tossed = {**tls, "cookie": "__gateway_sign_out=chosen-by-a-sibling-subdomain-000000"}  # the http name
+    again = await http_client.get(f"{gateway.url}/__gateway/sign-out", headers=tossed)
+    fresh = [value for value in again.headers.get_list("set-cookie") if value.startswith("__Host-gateway_sign_out=")]
+    assert fresh and "chosen-by-a-sibling" not in fresh[0]  # the tossed value is not what the token binds
