@@ -531,3 +531,13 @@ def test_the_overlay_sets_image_replicas_origin_and_upstream() -> None:
     # The patch merged into the container, it did not replace it.
     assert gateway_container(deployment)["readinessProbe"]["httpGet"]["path"] == READYZ
     assert {doc["metadata"]["namespace"] for doc in overlay} == {spec["namespace"]}
+
+
+def test_the_readme_apply_command_and_files_exist() -> None:
+    readme = (KUBE / "README.md").read_text()
+    assert "kubectl apply -k deploy/kubernetes/overlays/example" in readme
+    assert (REPO / "deploy/kubernetes/overlays/example/kustomization.yaml").is_file()
+    for path in every_manifest():
+        if path.parent == BASE:
+            assert f"`{path.name}`" in readme, f"{path.name} is not described in deploy/kubernetes/README.md"
+    assert "Redis" in readme and "not implemented yet" in readme
