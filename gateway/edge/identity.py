@@ -179,36 +179,34 @@ class IdentityHeaderWriter:
             result.append((names["reason"], encode_identity_value(reason)))
         if claims is None or status != "signed-in":
             return result
-        for field, value in (
+        result += self._present(
             ("user_id", claims.user_id),
             ("session_id", claims.session_id),
             ("org_id", claims.org_id),
             ("org_role", claims.org_role),
             ("org_slug", claims.org_slug),
-        ):
-            if value:
-                result.append((names[field], encode_identity_value(value)))
-        if claims.org_permissions:
-            result.append((names["org_permissions"], encode_identity_value(",".join(claims.org_permissions))))
+            ("org_permissions", ",".join(claims.org_permissions)),
+        )
         if self._asserter is not None and state.token is not None:
             result.append((ASSERTION_HEADER.lower().encode(), self._asserter.assertion(state.token, claims).encode()))
         return result
 
+    def _present(self, *fields: tuple[str, str | None]) -> list[tuple[bytes, bytes]]:
+        """The headers of the fields that have a value (an absent identity stays absent), encoded."""
+        return [(self._names[field], encode_identity_value(value)) for field, value in fields if value]
+
     def _build_machine(self, machine: MachineIdentity, token: str | None) -> list[tuple[bytes, bytes]]:
         names = self._names
         result = [(names["status"], b"signed-in"), (names["token_type"], machine.token_type.encode())]
-        for field, value in (
+        result += self._present(
             ("token_id", machine.id),
             ("user_id", machine.user_id),
             ("org_id", machine.org_id),
             ("machine_id", machine.machine_id),
             ("api_key_name", machine.name),
             ("oauth_client_id", machine.client_id),
-        ):
-            if value:
-                result.append((names[field], encode_identity_value(value)))
-        if machine.scopes:
-            result.append((names["scopes"], encode_identity_value(",".join(machine.scopes))))
+            ("scopes", ",".join(machine.scopes)),
+        )
         if machine.token_type == "api_key" and machine.claims is not None:
             claims = json.dumps(machine.claims, separators=(",", ":"), ensure_ascii=False)
             result.append((names["api_key_claims"], encode_identity_value(claims)))

@@ -308,13 +308,19 @@ def parse_network(value: object) -> IPNetwork:
         raise InvalidValue(f"expected an IP address or CIDR such as 10.0.0.0/8, got {show(text)}") from None
 
 
+def from_environment_json(value: object) -> object:
+    """Tables and arrays travel through the environment as JSON text: decode a string, keep anything else."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise InvalidValue(f"invalid JSON: {error}") from None
+
+
 def table_of(value: object, what: str) -> Mapping[str, object]:
     """A TOML table, or a JSON object given as a string (how tables travel through the environment)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise InvalidValue(f"invalid JSON: {error}") from None
+    value = from_environment_json(value)
     if not isinstance(value, dict):
         raise InvalidValue(f"expected {what}, got {kind_of(value)}")
     return cast(Mapping[str, object], value)

@@ -6,7 +6,6 @@ typo, and report every bad entry at once (`route 2 (/admin/*): access: ...`).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
@@ -16,6 +15,7 @@ from gateway.clerk.authorization import REVERIFICATION_LEVELS, REVERIFICATION_PR
 from gateway.clerk.options import OrganizationSyncOptions
 from gateway.settings.errors import InvalidValue
 from gateway.settings.parsing import (
+    from_environment_json,
     kind_of,
     list_of,
     parse_accepts_token,
@@ -352,11 +352,7 @@ def _parse_route(value: object, number: int) -> RouteRule:
 
 def parse_routes(value: object) -> tuple[RouteRule, ...]:
     """An array of tables (`[[gateway.routes]]`), or a JSON array in the environment."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise InvalidValue(f"invalid JSON: {error}") from None
+    value = from_environment_json(value)
     if not isinstance(value, list):
         raise InvalidValue(f"expected an array of tables ([[gateway.routes]]), got {kind_of(value)}")
     routes: list[RouteRule] = []
