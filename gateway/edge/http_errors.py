@@ -92,21 +92,6 @@ def _rendered(
     return b"application/json", json.dumps({"error": code, "message": message, **dict(extra)}).encode()
 
 
-async def send_error(
-    send: Send,
-    status: int,
-    code: str,
-    message: str,
-    *,
-    as_html: bool = False,
-    extra_headers: Iterable[tuple[bytes, bytes]] = (),
-) -> int:
-    """Send a complete error response; returns the number of body bytes sent."""
-    content_type, body = error_body(status, code, message, as_html=as_html)
-    await send_bytes(send, status, content_type, body, extra_headers)
-    return len(body)
-
-
 async def send_bytes(
     send: Send, status: int, content_type: bytes, body: bytes, extra_headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:

@@ -18,8 +18,3 @@ def is_navigation(headers: Mapping[str, str]) -> bool:
     if destination:
         return destination in NAVIGATION_DESTINATIONS
     return "text/html" in headers.get("accept", "")
-
-
-def may_follow_sign_in_redirect(method: str, headers: Mapping[str, str]) -> bool:
-    """A sign-in redirect only makes sense for a navigation that can be repeated: GET (or HEAD)."""
-    return method in ("GET", "HEAD") and is_navigation(headers)

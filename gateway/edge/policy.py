@@ -198,10 +198,6 @@ def is_cors_preflight(method: str, headers: Mapping[str, str]) -> bool:
     return method.upper() == "OPTIONS" and "origin" in headers and "access-control-request-method" in headers
 
 
-def is_authorized(rule: RouteRule, claims: SessionClaims) -> bool:
-    return unmet_requirement(rule, claims) is None
-
-
 def unmet_requirement(rule: RouteRule, claims: SessionClaims) -> str | None:
     """The first requirement of `rule` the session does not meet, as the rule writes it; None: all met."""
     if (rule.require_org or rule.org_role or rule.org_permission) and claims.org_id is None:
