@@ -225,7 +225,7 @@ async def test_the_assertion_verifies_by_kid_through_a_key_rotation_and_names_it
             GATEWAY_ASSERTION_KEY=old,
             GATEWAY_IDENTITY=mapping,
             GATEWAY_PUBLIC_ORIGIN="https://tools.example",
-        )  # fmt: skip
+        )
     )
     held = await assertion_of(http_client, before, clerk)  # an assertion an app still holds
     claims = await asyncio.to_thread(verify_as_an_app_would, before, held, "https://tools.example")
@@ -240,7 +240,7 @@ async def test_the_assertion_verifies_by_kid_through_a_key_rotation_and_names_it
             GATEWAY_ASSERTION_PREVIOUS_KEYS=old,
             GATEWAY_ASSERTION_AUDIENCE="tools",
             GATEWAY_IDENTITY=mapping,
-        )  # fmt: skip
+        )
     )
     published = (await http_client.get(f"{after.url}/__gateway/jwks.json")).json()["keys"]
     assert [key["alg"] for key in published] == ["RS256", "ES256"]
