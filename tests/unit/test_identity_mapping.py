@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -334,3 +335,11 @@ def test_the_thumbprint_is_rfc7638s_example() -> None:
 def test_identity_settings_default_is_todays_clerk_headers() -> None:
     assert parse_identity_settings({}) == IdentitySettings()
     assert IdentitySettings().presets == ("clerk",)
+
+
+def test_the_readme_documents_every_presets_table() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    for preset, headers in PRESET_HEADERS.items():
+        assert f"| `{preset}` |" in readme, preset
+        for header, field in headers:
+            assert f"| `{header}` | `{field}` |" in readme, (preset, header)
