@@ -253,3 +253,23 @@ async def test_the_assertion_verifies_by_kid_through_a_key_rotation_and_names_it
     ] == "user_alice"
     with pytest.raises(jwt.InvalidAudienceError):
         await asyncio.to_thread(verify_as_an_app_would, after, fresh, "another-app")
+
+
+async def test_signing_out_drops_the_cached_user_so_the_next_sign_in_sees_them_as_they_are_now(
+    clerk: EmulatorServer, upstream: EchoUpstream, run_gateway: Callable[..., Any], new_browser: Callable[..., Any]
+) -> None:
+    table = {"presets": [], "public_metadata": ["department"], "headers": {"X-Team": "{public_metadata.department}"}}
+    gateway = await run_gateway(gateway_settings(clerk, upstream.url, GATEWAY_IDENTITY=identity(table)))
+    browser = new_browser(gateway)
+    assert (await sign_in(browser, gateway)).status_code == 200
+    assert echoed(await browser.fetch("GET", f"{gateway.origin}/api/items"))["x-team"] == "Platform"
+    seed = clerk.state.seed
+    moved = dataclasses.replace(seed.users[0], public_metadata={"department": "Research"})
+    clerk.state.seed = dataclasses.replace(seed, users=(moved, *seed.users[1:]))
+    assert echoed(await browser.fetch("GET", f"{gateway.origin}/api/items"))["x-team"] == "Platform"  # cached
+    out = await browser.request(
+        "POST", f"{gateway.origin}/__gateway/sign-out", headers={"origin": gateway.origin}, follow=False
+    )
+    assert out.status_code == 303, out.text
+    assert (await sign_in(browser, gateway)).status_code == 200
+    assert echoed(await browser.fetch("GET", f"{gateway.origin}/api/items"))["x-team"] == "Research"

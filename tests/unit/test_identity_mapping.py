@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.clerk.claims import SessionClaims
@@ -20,7 +21,7 @@ from gateway.edge.identity import (
     every_identity_header_name,
     jwk_thumbprint,
 )
-from gateway.settings import IdentityHeaders, IdentitySettings, parse_identity_settings
+from gateway.settings import IdentityHeaders, IdentitySettings, SettingsError, load_settings, parse_identity_settings
 from gateway.settings.errors import InvalidValue
 from gateway.settings.identity import PRESET_HEADERS
 
@@ -343,3 +344,45 @@ def test_the_readme_documents_every_presets_table() -> None:
         assert f"| `{preset}` |" in readme, preset
         for header, field in headers:
             assert f"| `{header}` | `{field}` |" in readme, (preset, header)
+
+
+# ------------------------------------------------------------------------------------------ check-config
+
+KEYS = {"CLERK_PUBLISHABLE_KEY": "pk_test_Y2xlcmsuZXhhbXBsZS5jb20k", "CLERK_SECRET_KEY": "sk_test_" + "x" * 24}
+
+
+def problems_of(tmp_path: Path, toml: str, **environment: str) -> tuple[str, ...]:
+    path = tmp_path / "gateway.toml"
+    path.write_text(toml)
+    try:
+        load_settings(path, {**KEYS, **environment})
+    except SettingsError as error:
+        return error.problems
+    return ()
+
+
+def test_the_toml_identity_table_loads_and_bad_entries_are_named_by_their_key(tmp_path: Path) -> None:
+    good = '[gateway.identity]\npresets = ["remote-user"]\n[gateway.identity.headers]\n"X-Team" = "{org_slug}"\n'
+    assert problems_of(tmp_path, good) == ()
+    bad = '[gateway.identity]\npublic_metadata = []\n[gateway.identity.headers]\n"X-Team" = "{public_metadata.t}"\n'
+    assert problems_of(tmp_path, bad) == (
+        "GATEWAY_IDENTITY: headers.\"X-Team\": {public_metadata.t}: 't' is not listed in public_metadata",
+    )
+
+
+def test_a_custom_header_may_not_overwrite_a_clerk_preset_header_as_renamed(tmp_path: Path) -> None:
+    toml = '[gateway.identity_headers]\nuser_id = "X-User"\n[gateway.identity.headers]\n"x-user" = "{email}"\n'
+    assert problems_of(tmp_path, toml) == (
+        'GATEWAY_IDENTITY: headers."x-user": already set by the clerk preset (see identity_headers)',
+    )
+
+
+def test_previous_assertion_keys_need_a_current_one(tmp_path: Path) -> None:
+    key = tmp_path / "old.pem"
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    key.write_bytes(pem)
+    assert problems_of(tmp_path, "", GATEWAY_ASSERTION_PREVIOUS_KEYS=str(key)) == (
+        "GATEWAY_ASSERTION_PREVIOUS_KEYS: set GATEWAY_ASSERTION_KEY too (the previous keys never sign)",
+    )
