@@ -12,10 +12,12 @@ import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
 import pytest
+import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -174,6 +176,22 @@ async def test_forward_auth_hands_the_proxy_the_same_mapped_headers(
     assert answer.status_code == 200
     for name in PRESETS["remote-user"]:
         assert answer.headers[name] == proxied[name] == PRESETS["remote-user"][name]
+
+
+async def test_a_websocket_upgrade_carries_the_same_mapped_headers(
+    clerk: EmulatorServer, upstream: EchoUpstream, run_gateway: Callable[..., Any], http_client: httpx.AsyncClient
+) -> None:
+    settings = gateway_settings(clerk, upstream.url, GATEWAY_IDENTITY=identity({"presets": ["grafana"]}))
+    gateway = await run_gateway(settings)
+    headers = bearer(clerk)
+    real = urlsplit(gateway.url)
+    async with websockets.connect(
+        f"ws://{HOST}/_/ws", host=real.hostname, port=real.port,
+        additional_headers={"authorization": headers["authorization"], "x-webauth-user": "admin"},
+    ) as socket:  # fmt: skip
+        await socket.send("headers?")
+        received = {name.lower(): value for name, value in json.loads(await socket.recv())}
+    assert {name: received.get(name) for name in PRESETS["grafana"]} == PRESETS["grafana"]
 
 
 # ---------------------------------------------------------------------------------------------- assertion
