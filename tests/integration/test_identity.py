@@ -137,6 +137,22 @@ async def test_templates_carry_the_backend_apis_user_and_organization_and_custom
     assert "x-team" not in bob and "x-plan" not in bob and bob["x-user-display"] == "Bob Member (bob)"
 
 
+async def test_a_burst_of_requests_of_one_user_makes_one_backend_api_call_and_later_ones_none(
+    clerk: EmulatorServer, upstream: EchoUpstream, run_gateway: Callable[..., Any], http_client: httpx.AsyncClient
+) -> None:
+    table = {"presets": ["remote-user"], "headers": {"X-Org": "{org_name}"}}
+    gateway = await run_gateway(gateway_settings(clerk, upstream.url, GATEWAY_IDENTITY=identity(table)))
+    headers = bearer(clerk, "user_bob")
+    burst = await asyncio.gather(*(http_client.get(f"{gateway.url}/api/items", headers=headers) for _ in range(20)))
+    assert {echoed(answer)["remote-name"] for answer in burst} == {"Bob Member"}
+    assert (clerk.state.calls["get_user"], clerk.state.calls["get_organization"]) == (1, 1)
+    later = echoed(await http_client.get(f"{gateway.url}/api/items", headers=bearer(clerk, "user_bob")))
+    assert later["x-org"] == "Acme Inc" and (clerk.state.calls["get_user"], clerk.state.calls["get_organization"]) == (
+        1,
+        1,
+    )
+
+
 async def test_with_the_backend_api_down_the_app_gets_the_tokens_identity_and_the_gap_is_counted(
     clerk: EmulatorServer,
     bapi: FaultyProxy,
