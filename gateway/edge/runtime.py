@@ -22,6 +22,7 @@ from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
 from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
 from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
+from gateway.revocation import Revocations, local_revocations
 from gateway.settings import Settings
 from gateway.upstream.proxy import UpstreamProxy
 
@@ -38,10 +39,20 @@ def frontend_api_base_url(settings: Settings) -> str:
 
 
 class EdgeRuntime:
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        revocations: Revocations | None = None,
+    ) -> None:
+        """`revocations` is the previous runtime's on a configuration reload, so nothing revoked is forgotten."""
         gateway = settings.gateway
         self.settings = settings
         self.clock = clock
+        self.revocations = revocations or local_revocations(retention=gateway.revocation_retention, clock=clock)
+        """The deny list admission asks, the feed the webhook endpoint publishes to, the change listeners."""
+        self._revocations_handed_over = False
         self.policy = Policy(gateway)
         asserter = IdentityAsserter(gateway.assertion_key.key, clock) if gateway.assertion_key else None
         self.asserter = asserter
@@ -101,6 +112,7 @@ class EdgeRuntime:
         self._idle.set()
 
     async def start(self) -> None:
+        await self.revocations.feed.start()
         self.keys_at_start = await self.authenticator.start()
         if self.keys_at_start is not None and self.keys_at_start.failure is not None:
             logger.warning("JWKS not loaded at start (%s); will retry on demand", self.keys_at_start.failure.reason)
@@ -134,6 +146,13 @@ class EdgeRuntime:
             await self.proxy.aclose()
         await self.authenticator.aclose()
         await self.http_client.aclose()
+        if not self._revocations_handed_over:
+            await self.revocations.feed.aclose()
+
+    def hand_over_revocations(self) -> Revocations:
+        """Give this runtime's revocations to its successor (a reload): closing this one leaves them open."""
+        self._revocations_handed_over = True
+        return self.revocations
 
     @property
     def keys_available(self) -> bool:
