@@ -23,6 +23,7 @@ from gateway.edge.forward_auth import forward_auth
 from gateway.edge.outcomes import Deny
 from gateway.edge.runtime import EdgeRuntime
 from gateway.edge.sign_out import sign_out
+from gateway.revocation import unless_revoked
 
 PREFIX = "/__gateway"
 NO_STORE = {"cache-control": "no-store"}
@@ -101,6 +102,7 @@ async def whoami(request: Request[Any, Any, Any]) -> ASGIResponse:
         state = await runtime.authenticator.authenticate(view)
     except ClerkProtocolError as error:
         return _response(400, {"error": error.reason, "message": error.message}, [])
+    state = unless_revoked(runtime.revocations.deny_list, state)
     if state.is_signed_in and state.claims is not None:
         return _response(200, {"status": "signed-in", "identity": identity_json(state.claims)}, [])
     return _response(401, {"status": state.status, "reason": state.reason, "message": state.message}, [])

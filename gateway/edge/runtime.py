@@ -73,7 +73,8 @@ class EdgeRuntime:
             clock=clock,
         )
         self.admission = Admission(
-            settings, self.authenticator, self.policy, self.forwarded, keys_available=lambda: self.keys_available
+            settings, self.authenticator, self.policy, self.forwarded, keys_available=lambda: self.keys_available,
+            deny_list=self.revocations.deny_list,
         )
         self.proxy: UpstreamProxy | None = (
             UpstreamProxy(
