@@ -1,4 +1,5 @@
-"""The gateway's own endpoints under `/__gateway/`: health, readiness, whoami, forward-auth, sign-out, JWKS.
+"""The gateway's own endpoints under `/__gateway/`: health, readiness, whoami, forward-auth, sign-out, JWKS,
+Clerk's webhooks.
 
 These are ordinary Litestar handlers (not on the proxy's hot path); forward-auth has its module
 (`forward_auth.py`). Requests reach them screened like every other entrance (limits, canonical path,
@@ -23,6 +24,7 @@ from gateway.edge.forward_auth import forward_auth
 from gateway.edge.outcomes import Deny
 from gateway.edge.runtime import EdgeRuntime
 from gateway.edge.sign_out import sign_out
+from gateway.edge.webhooks import clerk_webhook
 from gateway.revocation import unless_revoked
 
 PREFIX = "/__gateway"
@@ -127,5 +129,5 @@ def gateway_jwks(request: Request[Any, Any, Any]) -> Response[Any]:
     return Response(runtime.asserter.jwks(), headers={"cache-control": "max-age=300"})
 
 
-HANDLERS = [healthz, readyz, whoami, forward_auth, sign_out, gateway_jwks]
+HANDLERS = [healthz, readyz, whoami, forward_auth, sign_out, gateway_jwks, clerk_webhook]
 """Every handler Litestar serves; `GatewayApp` routes these paths (canonical) to Litestar."""

@@ -23,6 +23,7 @@ from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
 from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
 from gateway.revocation import Revocations, local_revocations
+from gateway.revocation.signature import WebhookVerifier
 from gateway.settings import Settings
 from gateway.upstream.proxy import UpstreamProxy
 
@@ -53,6 +54,9 @@ class EdgeRuntime:
         self.revocations = revocations or local_revocations(retention=gateway.revocation_retention, clock=clock)
         """The deny list admission asks, the feed the webhook endpoint publishes to, the change listeners."""
         self._revocations_handed_over = False
+        secret = settings.clerk_settings.webhook_signing_secret
+        self.webhook_verifier = WebhookVerifier(secret.value) if secret else None
+        """None without `CLERK_WEBHOOK_SIGNING_SECRET`: the webhook endpoint answers 404."""
         self.policy = Policy(gateway)
         asserter = IdentityAsserter(gateway.assertion_key.key, clock) if gateway.assertion_key else None
         self.asserter = asserter
@@ -73,7 +77,11 @@ class EdgeRuntime:
             clock=clock,
         )
         self.admission = Admission(
-            settings, self.authenticator, self.policy, self.forwarded, keys_available=lambda: self.keys_available,
+            settings,
+            self.authenticator,
+            self.policy,
+            self.forwarded,
+            keys_available=lambda: self.keys_available,
             deny_list=self.revocations.deny_list,
         )
         self.proxy: UpstreamProxy | None = (
