@@ -29,7 +29,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 status = receiver.statuses.pop(0) if receiver.statuses else 204
@@ -88,7 +88,7 @@ def test_a_revoked_session_is_announced_signed_and_retried_until_accepted(
 
     (delivery,) = delivered(clerk, "session.revoked")
     assert (delivery.status, [a["status"] for a in delivery.attempts]) == ("delivered", [503, 204])
-    (first_headers, first_body), (headers, body) = endpoint.received
+    (first_headers, _), (headers, body) = endpoint.received
     assert first_headers["svix-id"] == headers["svix-id"] == delivery.message_id, "one message id, every attempt"
     event = verified(headers, body)
     assert (event["type"], event["object"], event["instance_id"]) == ("session.revoked", "event", "ins_emulator")
@@ -112,7 +112,8 @@ def test_signing_out_through_the_frontend_api_is_announced(
 ) -> None:
     clerk = start_emulator(webhook_secret=SECRET)
     endpoint = receiver()
-    added = http.post(f"{clerk.bapi_url}/v1/__emulator/webhooks", headers=bapi_headers(clerk), json={"url": endpoint.url})
+    control = f"{clerk.bapi_url}/v1/__emulator/webhooks"
+    added = http.post(control, headers=bapi_headers(clerk), json={"url": endpoint.url})
     assert added.status_code == 200
     token, sign_in = dev_sign_in(clerk, http)
     session_id = sign_in["response"]["created_session_id"]
