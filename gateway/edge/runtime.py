@@ -51,7 +51,11 @@ class EdgeRuntime:
         gateway = settings.gateway
         self.settings = settings
         self.clock = clock
-        self.revocations = revocations or local_revocations(retention=gateway.revocation_retention, clock=clock)
+        self.revocations = (
+            revocations
+            if revocations is not None
+            else local_revocations(retention=gateway.revocation_retention, clock=clock)
+        )
         """The deny list admission asks, the feed the webhook endpoint publishes to, the change listeners."""
         self._revocations_handed_over = False
         secret = settings.clerk_settings.webhook_signing_secret
