@@ -23,6 +23,8 @@ from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
 from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
 from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
+from gateway.revocation import LocalFeed, Revocations, local_revocations
+from gateway.revocation.signature import WebhookVerifier
 from gateway.settings import IdentitySettings, Settings
 from gateway.upstream.proxy import UpstreamProxy
 
@@ -39,10 +41,27 @@ def frontend_api_base_url(settings: Settings) -> str:
 
 
 class EdgeRuntime:
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        revocations: Revocations | None = None,
+    ) -> None:
+        """`revocations` is the previous runtime's on a configuration reload, so nothing revoked is forgotten."""
         gateway = settings.gateway
         self.settings = settings
         self.clock = clock
+        self.revocations = (
+            revocations
+            if revocations is not None
+            else local_revocations(retention=gateway.revocation_retention, clock=clock)
+        )
+        """The deny list admission asks, the feed the webhook endpoint publishes to, the change listeners."""
+        self._revocations_handed_over = False
+        secret = settings.clerk_settings.webhook_signing_secret
+        self.webhook_verifier = WebhookVerifier(secret.value) if secret else None
+        """None without `CLERK_WEBHOOK_SIGNING_SECRET`: the webhook endpoint answers 404."""
         self.policy = Policy(gateway)
         self.asserter = (
             IdentityAsserter(
@@ -80,9 +99,23 @@ class EdgeRuntime:
             else None
         )
         """None without a secret key: the identity headers then carry what the token alone gives."""
+        self._unsubscribe: list[Callable[[], None]] = []
+        """What `aclose` unregisters: this runtime's caches listening to Clerk's change webhooks."""
+        lookups = self.identity_lookups
+        if lookups is not None:
+            # A user or organization that changed (webhook, any replica) is looked up afresh.
+            self._unsubscribe += [
+                self.revocations.on_user_changed(lambda change: lookups.forget_user(change.subject_id)),
+                self.revocations.on_organization_changed(lambda change: lookups.forget_organization(change.subject_id)),
+            ]
         self.identity = self.identity_writer(gateway.identity, gateway.assertion_audience)
         self.admission = Admission(
-            settings, self.authenticator, self.policy, self.forwarded, keys_available=lambda: self.keys_available
+            settings,
+            self.authenticator,
+            self.policy,
+            self.forwarded,
+            keys_available=lambda: self.keys_available,
+            deny_list=self.revocations.deny_list,
         )
         self.proxy: UpstreamProxy | None = (
             UpstreamProxy(
@@ -142,6 +175,14 @@ class EdgeRuntime:
         return writer
 
     async def start(self) -> None:
+        await self.revocations.feed.start()
+        workers = self.settings.gateway.workers
+        if self.webhook_verifier is not None and workers > 1 and isinstance(self.revocations.feed, LocalFeed):
+            logger.warning(
+                "revocation: a Clerk webhook reaches one of %d workers; the others refuse a revoked "
+                "session only when its token expires",
+                workers,
+            )
         self.keys_at_start = await self.authenticator.start()
         if self.keys_at_start is not None and self.keys_at_start.failure is not None:
             logger.warning("JWKS not loaded at start (%s); will retry on demand", self.keys_at_start.failure.reason)
@@ -171,12 +212,21 @@ class EdgeRuntime:
 
     async def aclose(self) -> None:
         self.started = False
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
         if self.proxy is not None:
             await self.proxy.aclose()
         if self.identity_lookups is not None:
             await self.identity_lookups.aclose()
         await self.authenticator.aclose()
         await self.http_client.aclose()
+        if not self._revocations_handed_over:
+            await self.revocations.feed.aclose()
+
+    def hand_over_revocations(self) -> Revocations:
+        """Give this runtime's revocations to its successor (a reload): closing this one leaves them open."""
+        self._revocations_handed_over = True
+        return self.revocations
 
     @property
     def keys_available(self) -> bool:

@@ -86,6 +86,11 @@ class GatewaySettings:
         help="Seconds a Backend API answer about an opaque machine token (`ak_`, `mt_`, `oat_`) is reused "
         "(never past the token's expiry): a revoked token is refused within this time. 0 asks every time.",
     )  # fmt: skip
+    revocation_retention: float = setting(
+        3600.0, seconds(), env="GATEWAY_REVOCATION_RETENTION",
+        help="Seconds a revocation heard through Clerk's webhooks is kept: at least your instance's longest "
+        "session-token lifetime plus clock skew (a token issued before it could be valid that long).",
+    )  # fmt: skip
     path_case: PathCase = setting(
         "strict", parse_path_case, env="GATEWAY_PATH_CASE",
         help="How route patterns treat letter case: `strict` (a path must pass both case-sensitive and "

@@ -8,6 +8,8 @@ operator reads, so they are kept together to stay consistent.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import ipaddress
 import json
@@ -48,6 +50,20 @@ def parse_text(value: object) -> str:
 
 def parse_secret(value: object) -> Secret:
     return Secret(parse_text(value))
+
+
+def parse_webhook_signing_secret(value: object) -> Secret:
+    """A Svix signing secret as Clerk's dashboard shows it: `whsec_` and base64 of the key."""
+    text = parse_text(value)
+    if not text.startswith("whsec_"):
+        raise InvalidValue("expected a webhook signing secret starting with `whsec_` (Clerk's dashboard: Webhooks)")
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise InvalidValue("the part after `whsec_` is not base64; copy the signing secret again") from None
+    if len(key) < 16:
+        raise InvalidValue("the signing secret is too short (under 16 bytes); copy it again")
+    return Secret(text)
 
 
 def parse_clerk_publishable_key(value: object) -> PublishableKey:
