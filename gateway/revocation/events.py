@@ -5,7 +5,7 @@ Clerk's events (`{"data": {...}, "object": "event", "type": "...", "timestamp": 
 | type                                                   | effect                                             |
 |--------------------------------------------------------|----------------------------------------------------|
 | `session.revoked`, `session.ended`, `session.removed`  | revoke the session `data.id`                       |
-| `user.deleted`                                         | revoke the user `data.id`'s tokens issued until then |
+| `user.deleted`                                         | revoke the user `data.id`'s tokens issued until then; the user changed |
 | `user.updated`                                         | user `data.id` changed                             |
 | `organization.updated`, `organization.deleted`         | organization `data.id` changed                     |
 | `organizationMembership.created/updated/deleted`       | the member and the organization changed (1)        |

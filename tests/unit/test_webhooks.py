@@ -171,7 +171,7 @@ async def test_a_redelivered_message_is_acknowledged_and_not_applied_twice(gatew
         ("session.removed", {"id": "sess_3", "user_id": "user_1"},
          [Revocation("session", "sess_3", REVOKED_AT, REVOKED_AT + 3600)], []),
         ("user.deleted", {"object": "user", "id": "user_1", "deleted": True},
-         [Revocation("user", "user_1", REVOKED_AT, REVOKED_AT + 3600)], []),
+         [Revocation("user", "user_1", REVOKED_AT, REVOKED_AT + 3600)], [Change("user", "user_1", REVOKED_AT)]),
         ("user.updated", {"object": "user", "id": "user_1"}, [], [Change("user", "user_1", REVOKED_AT)]),
         ("organization.updated", {"object": "organization", "id": "org_1"}, [],
          [Change("organization", "org_1", REVOKED_AT)]),
