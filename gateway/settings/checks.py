@@ -14,6 +14,7 @@ from gateway.clerk.errors import ConfigurationError
 from gateway.clerk.keys import is_development_secret_key, parse_publishable_key
 from gateway.settings.clerk import ClerkSettings
 from gateway.settings.edge import GatewaySettings
+from gateway.settings.identity import identity_header_conflicts
 
 MISSING_SECRET_KEY = "Missing Clerk Secret Key. Go to https://dashboard.clerk.com and get your key for your instance."
 
@@ -31,6 +32,10 @@ def clerk_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[s
         yield f"CLERK_SECRET_KEY: {MISSING_SECRET_KEY} (Or set CLERK_JWT_KEY to verify tokens without the network.)"
     if clerk.is_satellite:
         yield from _satellite_problems(clerk, gateway, failed)
+    conflicts = identity_header_conflicts(gateway.identity, gateway.identity_headers)
+    yield from (f"GATEWAY_IDENTITY: {problem}" for problem in conflicts)
+    if gateway.assertion_previous_keys and gateway.assertion_key is None and "GATEWAY_ASSERTION_KEY" not in failed:
+        yield "GATEWAY_ASSERTION_PREVIOUS_KEYS: set GATEWAY_ASSERTION_KEY too (the previous keys never sign)"
 
 
 def _satellite_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[str]) -> Iterator[str]:
