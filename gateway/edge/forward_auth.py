@@ -64,7 +64,12 @@ async def forward_auth(request: Request[Any, Any, Any]) -> ASGIResponse:
     _, outcome = await runtime.admission.admit(incoming)
     note_outcome(record_of(scope), outcome)
     nginx = any(name == b"x-original-url" for name, _ in headers)
-    return render(outcome, runtime, nginx=nginx)
+    identity = (
+        await runtime.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
+        if isinstance(outcome, Proceed)
+        else []
+    )
+    return render(outcome, identity, nginx=nginx)
 
 
 def original_request(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, bytes, Headers] | Deny:
@@ -132,10 +137,10 @@ def _conflict() -> Deny:
     return Deny(400, "conflicting_original_request", "X-Forwarded-Uri and X-Original-URL describe different requests.")
 
 
-def render(outcome: Outcome, runtime: EdgeRuntime, *, nginx: bool) -> ASGIResponse:
-    """An outcome in the format the proxies understand (see the module docstring)."""
+def render(outcome: Outcome, identity: Headers, *, nginx: bool) -> ASGIResponse:
+    """An outcome in the format the proxies understand (see the module docstring); `identity`: the
+    app's identity headers when it proceeds."""
     if isinstance(outcome, Proceed):
-        identity = runtime.identity.headers_for(outcome.state, pending_signed_in=outcome.pending_signed_in)
         named = {name for name, _ in identity}  # the decision's own status headers would come twice
         return _answer(200, None, [*identity, *((n, v) for n, v in outcome.response_headers if n not in named)])
     if isinstance(outcome, Redirect):

@@ -56,7 +56,7 @@ class Gate:
         if proxy is None:
             await self._refuse(scope, receive, send, record, _NO_UPSTREAM)
             return
-        identity = runtime.identity.headers_for(outcome.state, pending_signed_in=outcome.pending_signed_in)
+        identity = await runtime.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
         if websocket:
             failed = await proxy.forward_websocket(
                 scope, receive, send, add_request_headers=identity, remove_request_headers=runtime.identity.strip

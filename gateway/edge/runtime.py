@@ -17,12 +17,13 @@ import httpx
 from gateway.clerk.asks import KeysAnswer
 from gateway.clerk.keys import PublishableKey
 from gateway.clerk_api.authenticator import Authenticator
+from gateway.clerk_api.identity_lookups import IdentityLookups
 from gateway.edge.admission import Admission
 from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
 from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
 from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
-from gateway.settings import Settings
+from gateway.settings import IdentitySettings, Settings
 from gateway.upstream.proxy import UpstreamProxy
 
 logger = logging.getLogger("gateway")
@@ -43,9 +44,13 @@ class EdgeRuntime:
         self.settings = settings
         self.clock = clock
         self.policy = Policy(gateway)
-        asserter = IdentityAsserter(gateway.assertion_key.key, clock) if gateway.assertion_key else None
-        self.asserter = asserter
-        self.identity = IdentityHeaderWriter(gateway.identity_headers, asserter)
+        self.asserter = (
+            IdentityAsserter(
+                gateway.assertion_key.key, clock, previous_keys=[item.key for item in gateway.assertion_previous_keys]
+            )
+            if gateway.assertion_key
+            else None
+        )
         self.forwarded = ForwardedPolicy(gateway.trusted_proxies)
         self.http_client = httpx.AsyncClient(
             timeout=httpx.Timeout(gateway.read_timeout, connect=gateway.connect_timeout),
@@ -61,6 +66,21 @@ class EdgeRuntime:
             machine_revocation_window=gateway.machine_token_revocation_window,
             clock=clock,
         )
+        backend = self.authenticator.backend
+        self.identity_lookups: IdentityLookups | None = (
+            IdentityLookups(
+                backend.get_user,
+                backend.get_organization,
+                ttl=gateway.identity_cache_ttl,
+                stale_if_error=gateway.identity_stale_if_error,
+                max_entries=gateway.identity_cache_size,
+                clock=clock,
+            )
+            if backend is not None
+            else None
+        )
+        """None without a secret key: the identity headers then carry what the token alone gives."""
+        self.identity = self.identity_writer(gateway.identity, gateway.assertion_audience)
         self.admission = Admission(
             settings, self.authenticator, self.policy, self.forwarded, keys_available=lambda: self.keys_available
         )
@@ -100,6 +120,21 @@ class EdgeRuntime:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    def identity_writer(
+        self, identity: IdentitySettings, audience: str | None, *, also_strip: tuple[str, ...] = ()
+    ) -> IdentityHeaderWriter:
+        """One app's identity writer: its mapping and audience (default: the public origin), the shared
+        asserter and lookups. `also_strip`: the custom header names of the other apps' mappings."""
+        gateway = self.settings.gateway
+        return IdentityHeaderWriter(
+            gateway.identity_headers,
+            self.asserter,
+            identity=identity,
+            audience=audience or gateway.public_origin,
+            lookups=self.identity_lookups,
+            also_strip=also_strip,
+        )
+
     async def start(self) -> None:
         self.keys_at_start = await self.authenticator.start()
         if self.keys_at_start is not None and self.keys_at_start.failure is not None:
@@ -132,6 +167,8 @@ class EdgeRuntime:
         self.started = False
         if self.proxy is not None:
             await self.proxy.aclose()
+        if self.identity_lookups is not None:
+            await self.identity_lookups.aclose()
         await self.authenticator.aclose()
         await self.http_client.aclose()
 
