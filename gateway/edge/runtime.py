@@ -18,12 +18,11 @@ from gateway.clerk.asks import KeysAnswer
 from gateway.clerk.keys import PublishableKey
 from gateway.clerk_api.authenticator import Authenticator
 from gateway.edge.admission import Admission
+from gateway.edge.apps import App, build_apps
 from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
-from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
-from gateway.edge.policy import Policy
+from gateway.edge.identity import IdentityAsserter
 from gateway.forwarded import ForwardedPolicy
 from gateway.settings import Settings
-from gateway.upstream.proxy import UpstreamProxy
 
 logger = logging.getLogger("gateway")
 
@@ -42,11 +41,11 @@ class EdgeRuntime:
         gateway = settings.gateway
         self.settings = settings
         self.clock = clock
-        self.policy = Policy(gateway)
         asserter = IdentityAsserter(gateway.assertion_key.key, clock) if gateway.assertion_key else None
         self.asserter = asserter
-        self.identity = IdentityHeaderWriter(gateway.identity_headers, asserter)
         self.forwarded = ForwardedPolicy(gateway.trusted_proxies)
+        self.apps = build_apps(gateway, self.forwarded, asserter)
+        """Every app (the default one of the top-level settings included), each with its policy and proxy."""
         self.http_client = httpx.AsyncClient(
             timeout=httpx.Timeout(gateway.read_timeout, connect=gateway.connect_timeout),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
@@ -62,20 +61,8 @@ class EdgeRuntime:
             clock=clock,
         )
         self.admission = Admission(
-            settings, self.authenticator, self.policy, self.forwarded, keys_available=lambda: self.keys_available
+            settings, self.authenticator, self.apps, self.forwarded, keys_available=lambda: self.keys_available
         )
-        self.proxy: UpstreamProxy | None = (
-            UpstreamProxy(
-                gateway.upstream,
-                connect_timeout=gateway.connect_timeout,
-                read_timeout=gateway.read_timeout,
-                preserve_host=gateway.preserve_host,
-                forwarded=self.forwarded,
-            )
-            if gateway.upstream
-            else None
-        )
-        """None when the gateway only answers forward-auth (no app to proxy to)."""
         self.frontend_api: FrontendApiProxy | None = (
             FrontendApiProxy(
                 prefix=gateway.frontend_api_path,
@@ -104,8 +91,9 @@ class EdgeRuntime:
         self.keys_at_start = await self.authenticator.start()
         if self.keys_at_start is not None and self.keys_at_start.failure is not None:
             logger.warning("JWKS not loaded at start (%s); will retry on demand", self.keys_at_start.failure.reason)
-        if self.proxy is not None:
-            await self.proxy.start()
+        for app in self.apps.apps:
+            if app.proxy is not None:
+                await app.proxy.start()
         self.started = True
 
     def request_started(self) -> None:
@@ -130,10 +118,14 @@ class EdgeRuntime:
 
     async def aclose(self) -> None:
         self.started = False
-        if self.proxy is not None:
-            await self.proxy.aclose()
+        for app in self.apps.apps:
+            if app.proxy is not None:
+                await app.proxy.aclose()
         await self.authenticator.aclose()
         await self.http_client.aclose()
+
+    def app_named(self, name: str) -> App | None:
+        return next((app for app in self.apps.apps if app.name == name), None)
 
     @property
     def keys_available(self) -> bool:
