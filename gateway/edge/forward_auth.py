@@ -61,12 +61,16 @@ async def forward_auth(request: Request[Any, Any, Any]) -> ASGIResponse:
         server_host=server_host(scope),
         trusted_peer=True,
     )
-    _, outcome = await runtime.admission.admit(incoming)
-    note_outcome(record_of(scope), outcome)
+    screened, outcome = await runtime.admission.admit(incoming)
+    record = record_of(scope)
+    note_outcome(record, outcome)
+    app = screened.app if screened is not None else None
+    if app is not None:
+        record.app = app.name
     nginx = any(name == b"x-original-url" for name, _ in headers)
     identity = (
-        await runtime.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
-        if isinstance(outcome, Proceed)
+        await app.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
+        if isinstance(outcome, Proceed) and app is not None
         else []
     )
     return render(outcome, identity, nginx=nginx)
@@ -139,7 +143,7 @@ def _conflict() -> Deny:
 
 def render(outcome: Outcome, identity: Headers, *, nginx: bool) -> ASGIResponse:
     """An outcome in the format the proxies understand (see the module docstring); `identity`: the
-    app's identity headers when it proceeds."""
+    identity headers of the app the original request is for, when it proceeds."""
     if isinstance(outcome, Proceed):
         named = {name for name, _ in identity}  # the decision's own status headers would come twice
         return _answer(200, None, [*identity, *((n, v) for n, v in outcome.response_headers if n not in named)])

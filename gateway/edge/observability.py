@@ -115,13 +115,13 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = _Tally(
             "gateway_requests",
-            "Requests answered, by route class, Clerk decision status, reason and HTTP status class.",
-            ["route_class", "decision", "reason", "status"],
+            "Requests answered, by app, route class, Clerk decision status, reason and HTTP status class.",
+            ["app", "route_class", "decision", "reason", "status"],
         )
         self.latency = _Histogram(
             "gateway_request_duration_seconds",
-            "Time from the request's arrival to the end of the response, by route class.",
-            ["route_class"],
+            "Time from the request's arrival to the end of the response, by app and route class.",
+            ["app", "route_class"],
         )
         self.upstream_latency = _Histogram(
             "gateway_upstream_duration_seconds", "Time until the app's response headers arrived."
@@ -156,8 +156,11 @@ class GatewayMetrics:
         route_class = record.route_class
         reason = record.reason
         decision = record.decision
-        self.requests.inc(route_class, decision or "none", reason or "none", _STATUS_CLASSES.get(status // 100, "0"))
-        self.latency.observe(seconds, route_class)
+        app = record.app or "none"
+        self.requests.inc(
+            app, route_class, decision or "none", reason or "none", _STATUS_CLASSES.get(status // 100, "0")
+        )
+        self.latency.observe(seconds, app, route_class)
         if record.upstream_seconds is not None:
             self.upstream_latency.observe(record.upstream_seconds)
         if record.upstream_error is not None:
@@ -223,6 +226,7 @@ def access_line(
     path: str,
     status: int,
     route: str,
+    app: str | None,
     decision: str | None,
     reason: str | None,
     user_id: str | None,
@@ -236,7 +240,7 @@ def access_line(
     gateway's own time stamp."""
     return (
         f'{{"time":"{when}","request_id":{_quote(request_id)},"method":{_quote(method)},"path":{_quote(path)},'
-        f'"status":{status:d},"route":{_quote(route)},'
+        f'"status":{status:d},"route":{_quote(route)},"app":{"null" if app is None else _quote(app)},'
         f'"decision":{"null" if decision is None else _quote(decision)},'
         f'"reason":{"null" if reason is None else _quote(reason)},'
         f'"user_id":{"null" if user_id is None else _quote(user_id)},'
@@ -438,6 +442,7 @@ class Observability:
                     scope["path"],
                     status,
                     record.route_class,
+                    record.app or None,
                     record.decision or None,
                     record.reason or None,
                     record.user_id,

@@ -19,12 +19,12 @@ from gateway.clerk.keys import PublishableKey
 from gateway.clerk_api.authenticator import Authenticator
 from gateway.clerk_api.identity_lookups import IdentityLookups
 from gateway.edge.admission import Admission
+from gateway.edge.apps import App, build_apps
 from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
 from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
-from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
 from gateway.settings import IdentitySettings, Settings
-from gateway.upstream.proxy import UpstreamProxy
+from gateway.settings.apps import AppSettings
 
 logger = logging.getLogger("gateway")
 
@@ -43,7 +43,6 @@ class EdgeRuntime:
         gateway = settings.gateway
         self.settings = settings
         self.clock = clock
-        self.policy = Policy(gateway)
         self.asserter = (
             IdentityAsserter(
                 gateway.assertion_key.key, clock, previous_keys=[item.key for item in gateway.assertion_previous_keys]
@@ -80,22 +79,12 @@ class EdgeRuntime:
             else None
         )
         """None without a secret key: the identity headers then carry what the token alone gives."""
-        self.identity = self.identity_writer(gateway.identity, gateway.assertion_audience)
+        self.apps = build_apps(gateway, self.forwarded, self._writer_for)
+        """Every app (the default one of the top-level settings included), each with its policy, identity
+        writer and proxy."""
         self.admission = Admission(
-            settings, self.authenticator, self.policy, self.forwarded, keys_available=lambda: self.keys_available
+            settings, self.authenticator, self.apps, self.forwarded, keys_available=lambda: self.keys_available
         )
-        self.proxy: UpstreamProxy | None = (
-            UpstreamProxy(
-                gateway.upstream,
-                connect_timeout=gateway.connect_timeout,
-                read_timeout=gateway.read_timeout,
-                preserve_host=gateway.preserve_host,
-                forwarded=self.forwarded,
-            )
-            if gateway.upstream
-            else None
-        )
-        """None when the gateway only answers forward-auth (no app to proxy to)."""
         self.frontend_api: FrontendApiProxy | None = (
             FrontendApiProxy(
                 prefix=gateway.frontend_api_path,
@@ -120,6 +109,14 @@ class EdgeRuntime:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    def _writer_for(self, app: AppSettings, also_strip: tuple[str, ...]) -> IdentityHeaderWriter:
+        """An app's own mapping and audience, else the top-level ones."""
+        gateway = self.settings.gateway
+        return self.identity_writer(
+            app.identity or gateway.identity, app.assertion_audience or gateway.assertion_audience,
+            also_strip=also_strip,
+        )
+
     def identity_writer(
         self, identity: IdentitySettings, audience: str | None, *, also_strip: tuple[str, ...] = ()
     ) -> IdentityHeaderWriter:
@@ -139,8 +136,9 @@ class EdgeRuntime:
         self.keys_at_start = await self.authenticator.start()
         if self.keys_at_start is not None and self.keys_at_start.failure is not None:
             logger.warning("JWKS not loaded at start (%s); will retry on demand", self.keys_at_start.failure.reason)
-        if self.proxy is not None:
-            await self.proxy.start()
+        for app in self.apps.apps:
+            if app.proxy is not None:
+                await app.proxy.start()
         self.started = True
 
     def request_started(self) -> None:
@@ -165,12 +163,16 @@ class EdgeRuntime:
 
     async def aclose(self) -> None:
         self.started = False
-        if self.proxy is not None:
-            await self.proxy.aclose()
+        for app in self.apps.apps:
+            if app.proxy is not None:
+                await app.proxy.aclose()
         if self.identity_lookups is not None:
             await self.identity_lookups.aclose()
         await self.authenticator.aclose()
         await self.http_client.aclose()
+
+    def app_named(self, name: str) -> App | None:
+        return next((app for app in self.apps.apps if app.name == name), None)
 
     @property
     def keys_available(self) -> bool:

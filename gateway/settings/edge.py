@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from gateway.clerk.token_types import AcceptsToken
+from gateway.settings.apps import AppSettings, effective_apps, parse_apps
 from gateway.settings.identity import DEFAULT_IDENTITY, IdentitySettings, parse_identity_settings
 from gateway.settings.keys import parse_private_key_file
 from gateway.settings.parsing import (
@@ -193,3 +194,17 @@ class GatewaySettings:
         None, parse_text, env="GATEWAY_ASSERTION_AUDIENCE",
         help="The assertion's `aud`; unset: `GATEWAY_PUBLIC_ORIGIN` (no `aud` without either).",
     )  # fmt: skip
+    apps: tuple[AppSettings, ...] = setting(
+        (), parse_apps, env="GATEWAY_APPS",
+        help="Several apps behind one gateway: `[[gateway.apps]]` with `name`, `upstream`, optional `hosts`, "
+        "`path_prefix`, `strip_prefix`, `preserve_host`, `connect_timeout`, `read_timeout`, `websockets`, "
+        "`public_paths`, `api_paths`, `routes`, `accepts_token`, `assertion_audience`, `identity` (JSON array in "
+        "the environment); see \"Many apps behind one gateway\". Without it the top-level settings are the one app.",
+    )  # fmt: skip
+
+    def served_apps(self) -> tuple[AppSettings, ...]:
+        """The apps requests are routed to, the default app of the top-level settings included."""
+        return effective_apps(
+            self.apps, upstream=self.upstream, routes=self.routes, public_paths=self.public_paths,
+            api_paths=self.api_paths,
+        )  # fmt: skip

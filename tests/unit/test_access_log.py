@@ -28,7 +28,7 @@ from gateway.settings import load_settings
 
 HOSTILE = ['"', "\\", '\\"', "\x00", "\x1f", "\x7f", "\n\r\t\b\f", "\u2028\u2029", "é", "日本", "\U0001f600",
            "\ud800", "\udfff", "\udfff\ud800", "</script>", "%22", "{}", "null", ""]  # fmt: skip
-FIELDS = ("time", "request_id", "method", "path", "status", "route", "decision", "reason", "user_id",
+FIELDS = ("time", "request_id", "method", "path", "status", "route", "app", "decision", "reason", "user_id",
           "upstream_seconds", "upstream_error", "total_seconds")  # fmt: skip
 ANY_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()), max_size=40)
 
@@ -40,7 +40,7 @@ def dumped(*values: Any) -> str:
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_the_line_is_what_json_dumps_wrote_for_hostile_text(text: str) -> None:
-    values = ("2026-01-02T03:04:05.006+00:00", "ab12cd3400000001", text, f"/p{text}", 200, "proxy", "signed-in",
+    values = ("2026-01-02T03:04:05.006+00:00", "ab12cd3400000001", text, f"/p{text}", 200, "proxy", text, "signed-in",
               text or None, text, 0.000123, text, 1.5)  # fmt: skip
     line = access_line(*values)  # type: ignore[arg-type]
     assert line == dumped(*values)
@@ -58,7 +58,7 @@ def test_the_line_is_what_json_dumps_wrote_for_any_text(
     path: str, method: str, user_id: str | None, reason: str | None, error: str | None, status: int,
     upstream: float | None, total: float,
 ) -> None:  # fmt: skip
-    values = ("2026-01-02T03:04:05.006+00:00", "lb-42", method, path, status, "frontend_api", None, reason,
+    values = ("2026-01-02T03:04:05.006+00:00", "lb-42", method, path, status, "frontend_api", None, None, reason,
               user_id, upstream, error, total)  # fmt: skip
     assert access_line(*values) == dumped(*values)  # type: ignore[arg-type]
 

@@ -1,0 +1,80 @@
+"""What the edge builds for each app: its route policy, identity writer and upstream proxy.
+
+Why a module of its own: an app's settings default to the top-level ones (`preserve_host`, timeouts,
+`accepts_token`), and the runtime builds one `App` per `settings.apps.AppSettings` the same way for the
+implicit default app as for a configured one, so a single-app configuration runs the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from gateway.clerk.token_types import AcceptsToken
+from gateway.edge.app_choice import AppChooser
+from gateway.edge.identity import IdentityHeaderWriter
+from gateway.edge.policy import Policy
+from gateway.forwarded import ForwardedPolicy
+from gateway.settings import GatewaySettings
+from gateway.settings.apps import AppSettings
+from gateway.upstream.proxy import UpstreamProxy
+
+
+class App:
+    """One app behind the gateway. `memo_prefix` keeps its remembered decisions apart from other apps'."""
+
+    __slots__ = ("accepts_token", "identity", "memo_prefix", "name", "policy", "proxy", "settings", "websockets")
+
+    def __init__(
+        self,
+        settings: AppSettings,
+        gateway: GatewaySettings,
+        number: int,
+        forwarded: ForwardedPolicy,
+        identity: IdentityHeaderWriter,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.accepts_token: AcceptsToken = (
+            settings.accepts_token if settings.accepts_token is not None else gateway.accepts_token
+        )
+        self.policy = Policy(
+            replace(
+                gateway,
+                routes=settings.routes,
+                public_paths=settings.public_paths,
+                api_paths=settings.api_paths,
+                accepts_token=self.accepts_token,
+            )
+        )
+        self.identity = identity
+        self.websockets = settings.websockets
+        self.memo_prefix = number.to_bytes(2, "big")
+        self.proxy: UpstreamProxy | None = (
+            UpstreamProxy(
+                settings.upstream,
+                connect_timeout=settings.connect_timeout or gateway.connect_timeout,
+                read_timeout=settings.read_timeout or gateway.read_timeout,
+                preserve_host=gateway.preserve_host if settings.preserve_host is None else settings.preserve_host,
+                forwarded=forwarded,
+            )
+            if settings.upstream
+            else None
+        )
+        """None for the default app of a gateway that answers forward-auth only."""
+
+
+WriterFactory = Callable[[AppSettings, tuple[str, ...]], IdentityHeaderWriter]
+"""An app's identity writer, given the custom header names of the other apps' mappings (stripped too)."""
+
+
+def build_apps(gateway: GatewaySettings, forwarded: ForwardedPolicy, writer_for: WriterFactory) -> AppChooser[App]:
+    served = gateway.served_apps()
+    custom = {app.name: [header.name for header in (app.identity or gateway.identity).headers] for app in served}
+
+    def others(app: AppSettings) -> tuple[str, ...]:
+        return tuple(name for other, names in custom.items() if other != app.name for name in names)
+
+    return AppChooser(
+        [(app, App(app, gateway, number, forwarded, writer_for(app, others(app)))) for number, app in enumerate(served)]
+    )
