@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from tests.support.servers import free_port, running
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS_MODULE = "tests.apps.django_site.settings"
+DATABASE = "db.sqlite3"  # in DJANGO_DATA_DIR (tests/apps/django_site/settings.py)
 
 
 def django_environment(data_dir: Path) -> dict[str, str]:
@@ -32,10 +35,16 @@ def manage(data_dir: Path, *arguments: str) -> str:
     return done.stdout
 
 
-@contextlib.contextmanager
-def running_django(data_dir: Path) -> Iterator[str]:
-    """Migrate, then serve the project with uvicorn on a loopback port; yields its base URL."""
+def migrated_database(data_dir: Path) -> Path:
+    """A database with every migration applied (`migrate`), to copy for each server."""
     manage(data_dir, "migrate", "--no-input")
+    return data_dir / DATABASE
+
+
+@contextlib.contextmanager
+def running_django(data_dir: Path, database: Path) -> Iterator[str]:
+    """Serve the project with uvicorn on a loopback port, on a copy of `database`; yields its base URL."""
+    shutil.copyfile(database, data_dir / DATABASE)
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "tests.apps.django_site.asgi:application",
                "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--lifespan", "off"]
@@ -46,8 +55,6 @@ def running_django(data_dir: Path) -> Iterator[str]:
 
 def django_users(data_dir: Path) -> list[dict[str, object]]:
     """Every user in the project's database (username, email, staff, superuser), by `dumpdata`."""
-    import json
-
     dumped = json.loads(manage(data_dir, "dumpdata", "auth.user"))
     return [{key: entry["fields"][key] for key in ("username", "email", "is_staff", "is_superuser")}
             for entry in dumped]
