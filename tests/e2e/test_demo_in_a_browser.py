@@ -218,12 +218,15 @@ def test_the_tool_shows_its_clerk_headers_and_the_verified_assertion(page: Any, 
 
 
 def test_one_gateway_serves_both_apps_each_by_its_host(page: Any, demo: DemoPlan) -> None:
+    """A development instance keeps a dev browser per host, so each host signs in once; then one browser
+    uses both apps through the one gateway address."""
     sign_in(page, demo, origin=demo.wiki_origin)
     assert page.inner_text("#wiki-greeting") == "Hello, Alice Admin"
     page.wait_for_timeout(2500)  # a person's pause: Clerk's redirect counter lives 2 s
-    page.goto(f"{demo.primary_origin}/")
-    if page.url.startswith(demo.sign_in_url):  # each host keeps its own session cookie
-        sign_in(page, demo)
-    assert page.inner_text("#greeting") == "Signed in as user_alice."
+    sign_in(page, demo, BOB)
+    assert page.inner_text("#greeting") == "Signed in as user_bob."
     page.goto(f"{demo.wiki_origin}/wiki/home")
     assert page.inner_text("#wiki-user") == "alice@example.com"
+    page.goto(f"{demo.primary_origin}/")
+    assert page.inner_text("#greeting") == "Signed in as user_bob."
+    shot(page, "15-two-apps-one-gateway")
