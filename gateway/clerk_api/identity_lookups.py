@@ -115,7 +115,9 @@ class LookupCache(Generic[V]):
         self._stale_if_error = stale_if_error
         self._clock = clock
         self._entries: LRUCache[str, _Entry[V]] = LRUCache(maxsize=max_entries)
-        self._forgotten_at: LRUCache[str, float] = LRUCache(maxsize=max_entries)
+        self._forgets = 0
+        self._forgotten_at: LRUCache[str, int] = LRUCache(maxsize=max_entries)
+        """Per key, the number of the last `forget` of it (a count, not a time: two can share an instant)."""
         self._flights: SingleFlight[str, V | None] = SingleFlight()
         self._background: set[asyncio.Task[None]] = set()
         self.fetches = 0
@@ -155,7 +157,8 @@ class LookupCache(Generic[V]):
     def forget(self, key: str) -> None:
         """Drop `key` now; a fetch already running for it will not store its (older) answer."""
         self._entries.pop(key, None)
-        self._forgotten_at[key] = self._clock()
+        self._forgets += 1
+        self._forgotten_at[key] = self._forgets
 
     async def _refresh(self, key: str) -> None:
         # On failure the entry stays; the request that finds it expired tries again and reports the gap.
@@ -163,11 +166,11 @@ class LookupCache(Generic[V]):
             await self._flights.run(key, lambda: self._fetch_and_keep(key))
 
     async def _fetch_and_keep(self, key: str) -> V | None:
-        started = self._clock()
+        forgets_before = self._forgets
         self.fetches += 1
         value = await self._fetch(key)
         forgotten = self._forgotten_at.get(key)
-        if forgotten is None or forgotten < started:
+        if forgotten is None or forgotten <= forgets_before:
             self._entries[key] = _Entry(value, self._clock())
         return value
 

@@ -332,7 +332,7 @@ class IdentityHeaderWriter:
         self._asserted_metadata = tuple(
             sorted(name[len(PUBLIC_METADATA_PREFIX) :] for name in used if name.startswith(PUBLIC_METADATA_PREFIX))
         )
-        self._lookups = lookups
+        self._lookups = lookups if self.needs_lookups else None
         self.strip = spoofable_names(names, (*(header.name for header in identity.headers), *also_strip))
         self._by_token: dict[str, _Memo] = {}
 

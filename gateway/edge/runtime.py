@@ -123,7 +123,7 @@ class EdgeRuntime:
         """One app's identity writer: its mapping and audience (default: the public origin), the shared
         asserter and lookups. `also_strip`: the custom header names of the other apps' mappings."""
         gateway = self.settings.gateway
-        return IdentityHeaderWriter(
+        writer = IdentityHeaderWriter(
             gateway.identity_headers,
             self.asserter,
             identity=identity,
@@ -131,6 +131,12 @@ class EdgeRuntime:
             lookups=self.identity_lookups,
             also_strip=also_strip,
         )
+        if writer.needs_lookups and self.identity_lookups is None:
+            logger.warning(
+                "identity: the mapping names Backend API fields (e-mail, names, metadata, organization name) "
+                "but there is no CLERK_SECRET_KEY; they come only from session claims of the same name"
+            )
+        return writer
 
     async def start(self) -> None:
         self.keys_at_start = await self.authenticator.start()
