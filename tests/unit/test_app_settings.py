@@ -138,7 +138,9 @@ def test_apps_travel_through_the_environment_as_json(tmp_path: Path) -> None:
     assert app.hosts == ("grafana.localhost:8080",) and app.routes[0].org_role == "admin"
 
 
-def test_check_config_lists_the_apps(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_config_lists_the_apps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
     path = tmp_path / "gateway.toml"
