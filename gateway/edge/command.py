@@ -1,7 +1,8 @@
 """`gateway serve`: validate the settings, then run the gateway on an ASGI server with N workers.
 
 The server is chosen by measurement (bench/): granian by default, uvicorn as the alternative. Worker
-processes rebuild the app from the same settings (`GATEWAY_CONFIG` names the file for them).
+processes rebuild the app from the same settings (`GATEWAY_CONFIG` names the file for them), and
+reload it on SIGHUP (`gateway.edge.reload` says how the signal reaches them under each server).
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from granian.constants import Interfaces
     from granian.log import LogLevels
 
-    Granian(
+    from gateway.edge.reload import relay_hangup_to_workers
+
+    server = Granian(
         "gateway.edge.app:app_from_environment",
         factory=True,
         address=listen.host,
@@ -76,5 +79,7 @@ def run(args: argparse.Namespace) -> int:
         log_access=False,
         websockets=True,
         backlog=2048,
-    ).serve()
+    )
+    server.on_startup(relay_hangup_to_workers)  # SIGHUP reloads each worker in place (`gateway.edge.reload`)
+    server.serve()
     return 0

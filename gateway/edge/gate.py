@@ -118,7 +118,7 @@ def _route_to_canonical(scope: Scope, screened: Screened) -> None:
 
 
 def _route_to_app(scope: Scope, screened: Screened) -> None:
-    """The app receives the path its rules judged: without its prefix when it strips it."""
+    """The app receives the path its rules judged: without its prefix when it strips it. `path` stays the
+    request's own (the access log's), the proxy sends `raw_path`."""
     if screened.app_path is not screened.path:
         scope["raw_path"] = screened.app_path.forwarded
-        scope["path"] = screened.app_path.judged

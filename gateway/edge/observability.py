@@ -46,6 +46,7 @@ from gateway.asgi_types import Receive, Scope, Send
 from gateway.edge import answers
 from gateway.edge.paths import AmbiguousPath, canonical_path
 from gateway.edge.record import RECORD_KEY, REQUEST_ID, RequestRecord, RouteClass, stamp, stamping
+from gateway.edge.live import Live, Serving
 from gateway.edge.runtime import EdgeRuntime
 
 access_logger = logging.getLogger("gateway.access")
@@ -53,6 +54,8 @@ access_logger = logging.getLogger("gateway.access")
 METRICS_PATH = "/__gateway/metrics"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 _GATEWAY_PREFIX = "/__gateway/"
+SERVING_KEY = "gateway.serving"
+"""The scope's `Serving`: the runtime and gate the request started on."""
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
@@ -111,7 +114,7 @@ class _Histogram(Collector):
 class GatewayMetrics:
     """The metrics of one app instance, in their own registry (no process-global default registry)."""
 
-    def __init__(self, runtime: EdgeRuntime) -> None:
+    def __init__(self, live: Live) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = _Tally(
             "gateway_requests",
@@ -148,7 +151,7 @@ class GatewayMetrics:
             self.handshakes,
             self.redirect_loops,
             self.refresh_failures,
-            _RuntimeCollector(runtime),
+            _RuntimeCollector(live),
         ):
             self.registry.register(collector)
 
@@ -177,13 +180,27 @@ class GatewayMetrics:
 
 
 class _RuntimeCollector(Collector):
-    """Counters the Clerk clients already keep (JWKS cache, Backend API), read at scrape time."""
+    """Counters the Clerk clients already keep (JWKS cache, Backend API), read at scrape time from the
+    live runtime, and which configuration is live (`gateway_config_info`, reloads by result)."""
 
-    def __init__(self, runtime: EdgeRuntime) -> None:
-        self.runtime = runtime
+    def __init__(self, live: Live) -> None:
+        self.live = live
 
     def collect(self) -> Iterator[Metric]:
-        runtime = self.runtime
+        live = self.live
+        runtime = live.current.runtime
+        info = GaugeMetricFamily(
+            "gateway_config_info", "The configuration being served: the sha256 of its file.", labels=["sha256"]
+        )
+        info.add_metric([live.current.sha256], 1)
+        yield info
+        reloads = CounterMetricFamily(
+            "gateway_config_reloads", "Configuration reloads (SIGHUP), by result: applied, refused, failed.",
+            labels=["result"],
+        )  # fmt: skip
+        for result in ("applied", "refused", "failed"):
+            reloads.add_metric([result], live.reloads[result])
+        yield reloads
         authenticator = runtime.authenticator
         jwks = authenticator.jwks if authenticator is not None else None
         backend = authenticator.backend if authenticator is not None else None
@@ -382,10 +399,10 @@ def configure_access_log() -> None:
 class Observability:
     """The ASGI wrapper: request id, drain refusal, in-flight count, metrics, access log."""
 
-    def __init__(self, app: Any, runtime: EdgeRuntime, *, access_log: bool = True) -> None:
+    def __init__(self, app: Any, live: Live, *, access_log: bool = True) -> None:
         self.app = app
-        self.runtime = runtime
-        self.metrics = GatewayMetrics(runtime)
+        self.live = live
+        self.metrics = GatewayMetrics(live)
         self.access_log = access_log
         self.log = AccessLog()
         # Request ids: a random prefix per app instance (so per worker) and a counter. Unique is all an
@@ -400,8 +417,10 @@ class Observability:
             self.log.flush()
             return
         started = time.perf_counter()
-        runtime = self.runtime
-        request_id = self._request_id(scope)
+        serving: Serving = self.live.current  # the request's, whatever a reload swaps meanwhile
+        scope[SERVING_KEY] = serving
+        runtime = serving.runtime
+        request_id = self._request_id(scope, runtime)
         if kind == "http" and scope["path"] == METRICS_PATH and _spells_metrics(scope):
             await answers.send_answer(
                 send, 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), answers.NO_STORE],
@@ -463,7 +482,7 @@ class Observability:
 
         return lifespan_send
 
-    def _request_id(self, scope: Scope) -> bytes:
+    def _request_id(self, scope: Scope, runtime: EdgeRuntime) -> bytes:
         """The trusted proxy's `X-Request-Id`, else a new one; the app receives it as `X-Request-Id`."""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming: bytes | None = None
@@ -473,7 +492,7 @@ class Observability:
                 break
         if incoming is not None and _VALID_REQUEST_ID.fullmatch(incoming):
             client = scope.get("client")
-            if client and self.runtime.forwarded.is_trusted(str(client[0])):
+            if client and runtime.forwarded.is_trusted(str(client[0])):
                 return incoming
         request_id = f"{self._id_prefix}{next(self._id_counter):08x}".encode("ascii")
         if incoming is None:

@@ -177,6 +177,11 @@ class EdgeRuntime:
         await self.authenticator.aclose()
         await self.http_client.aclose()
 
+    def successor(self, settings: Settings) -> EdgeRuntime:
+        """The runtime for reloaded settings. What lives as long as the process, whatever the
+        configuration, is handed to it here rather than built again."""
+        return EdgeRuntime(settings, clock=self.clock)
+
     def app_named(self, name: str) -> App | None:
         return next((app for app in self.apps.apps if app.name == name), None)
 

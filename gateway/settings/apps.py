@@ -95,7 +95,9 @@ def parse_app_host(value: object) -> str:
     try:
         return parse_allowed_host(text)
     except InvalidValue:
-        raise InvalidValue(f"expected a host such as tools.example.com or *.example.com:8080, got {show(text)}") from None
+        raise InvalidValue(
+            f"expected a host such as tools.example.com or *.example.com:8080, got {show(text)}"
+        ) from None
 
 
 def _parse_audience(value: object) -> str:
@@ -106,7 +108,9 @@ def _parse_audience(value: object) -> str:
 
 
 def _refuse_own_clerk(value: object) -> object:
-    raise InvalidValue("an app's own Clerk instance is not supported yet; remove the table (the [clerk] instance serves every app)")
+    raise InvalidValue(
+        "an app's own Clerk instance is not supported yet; remove the table (the [clerk] instance serves every app)"
+    )
 
 
 _APP_KEY_PARSERS: dict[str, Callable[[object], object]] = {

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from gateway.clerk.keys import make_publishable_key
 from gateway.edge.observability import AccessLog, Observability, access_line
+from gateway.edge.live import Live
 from gateway.edge.runtime import EdgeRuntime
 from gateway.settings import load_settings
 
@@ -200,7 +201,7 @@ async def test_lines_of_drained_requests_are_written_before_the_lifespan_shutdow
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    observed = Observability(app, _runtime())
+    observed = Observability(app, Live(_runtime()))
     observed.log = access_log(logger)
     lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     await lifespan.put({"type": "lifespan.startup"})
