@@ -273,3 +273,17 @@ async def test_a_prefix_is_matched_at_a_segment_boundary_not_as_text(
     await sign_in(browser, tools_and_prometheus, ALICE, path="/")
     beside = await browser.fetch("GET", f"{tools_and_prometheus.origin}/prometheus-like")
     assert beside.status_code == 404 and "Prometheus" not in beside.text  # the sample tool's 404, not /prom's
+
+
+async def test_django_follows_the_org_role_on_every_request_not_only_at_login(django_site: tuple[str, Path]) -> None:
+    """A demoted admin loses the admin while Django's own session goes on (the middleware syncs staff)."""
+    url, data = django_site
+    alice = {"Remote-User": "alice@example.com"}
+    async with httpx.AsyncClient(base_url=url) as client:  # keeps Django's session cookie
+        admin = await client.get("/admin/", headers={**alice, "Remote-Groups": "acme,org:admin"})
+        assert admin.status_code == 200 and client.cookies.get("sessionid")
+        demoted = await client.get("/admin/", headers={**alice, "Remote-Groups": "acme,org:member"})
+        assert demoted.status_code == 302 and demoted.headers["location"] == "/admin/login/?next=/admin/"
+    assert django_users(data) == [
+        {"username": "alice@example.com", "email": "alice@example.com", "is_staff": False, "is_superuser": False},
+    ]
