@@ -68,11 +68,10 @@ async def forward_auth(request: Request[Any, Any, Any]) -> ASGIResponse:
     if app is not None:
         record.app = app.name
     nginx = any(name == b"x-original-url" for name, _ in headers)
-    identity = (
-        await app.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
-        if isinstance(outcome, Proceed) and app is not None
-        else []
-    )
+    identity: Headers = []
+    if isinstance(outcome, Proceed):
+        assert app is not None  # only an app's policy lets a request proceed
+        identity = await app.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
     return render(outcome, identity, nginx=nginx)
 
 
