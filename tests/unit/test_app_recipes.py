@@ -1,4 +1,4 @@
-"""The README's recipes for apps behind the gateway (Grafana, Django, oauth2-proxy) load, parse and agree
+"""The README's recipes for apps behind the gateway (Grafana, Django, oauth2-proxy, Prometheus) load, parse and agree
 with the presets they name; the Django one is the test project's code, verbatim."""
 
 from __future__ import annotations
@@ -41,6 +41,15 @@ def test_each_gateway_recipe_loads_with_the_preset_it_names(name: str, preset: s
     settings = load_settings(path, KEYS, require_upstream=True)
     assert settings.gateway.identity.presets == (preset,)
     assert settings.gateway.identity.user == user
+
+
+def test_the_prometheus_recipe_puts_it_under_its_prefix_beside_the_default_app(tmp_path: Path) -> None:
+    path = tmp_path / "prometheus.toml"
+    path.write_text(recipe("prometheus.toml"))
+    settings = load_settings(path, KEYS, require_upstream=True)
+    (prometheus,) = settings.gateway.apps
+    assert (prometheus.name, prometheus.path_prefix, prometheus.strip_prefix) == ("prometheus", "/prom", False)
+    assert "--web.route-prefix=/prom" in README
 
 
 def test_grafanas_auth_proxy_reads_the_headers_the_grafana_preset_sends() -> None:
