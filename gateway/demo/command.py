@@ -117,8 +117,8 @@ class DemoPlan:
             "GATEWAY_APPS": json.dumps([self.wiki_app()]),
             "GATEWAY_LISTEN": f"127.0.0.1:{self.gateway_port}",
             "GATEWAY_PUBLIC_ORIGIN": self.primary_origin,
-            # the satellite may ask the primary to send browsers back to it (sync); the wiki signs out to itself
-            "GATEWAY_ALLOWED_REDIRECT_ORIGINS": f"{self.satellite_origin},{self.wiki_origin}",
+            # the satellite may ask the primary to send browsers back to it (sync)
+            "GATEWAY_ALLOWED_REDIRECT_ORIGINS": self.satellite_origin,
         }
 
     def satellite_environment(self) -> dict[str, str]:

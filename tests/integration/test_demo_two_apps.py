@@ -9,6 +9,7 @@ import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from gateway.demo.command import Demo, DemoPlan
 from tests.integration.conftest import RunningGateway
 from tests.integration.test_gateway_flows import ALICE, BOB, sign_in
-from tests.support.browser import Browser
+from tests.support.browser import NAVIGATION, Browser
 from tests.support.servers import free_port
 
 
@@ -105,3 +106,15 @@ async def test_the_wiki_is_only_for_signed_in_people(demo: DemoPlan, browser: Br
     assert api.status_code == 401
     page = await browser.navigate(f"{demo.wiki_origin}/wiki/home")
     assert str(page.request.url).startswith(f"http://127.0.0.1:{demo.fapi_port}/sign-in")
+
+
+async def test_signing_out_of_the_wiki_returns_to_the_wiki_and_asks_to_sign_in(
+    demo: DemoPlan, browser: Browser
+) -> None:
+    await sign_in(browser, wiki(demo), ALICE, path="/wiki/home")
+    out = await browser.request("POST", f"{demo.wiki_origin}/__gateway/sign-out", data={"redirect_url": "/"},
+                                headers={**NAVIGATION, "origin": demo.wiki_origin})
+    hosts = [urlsplit(str(hop.request.url)).netloc for hop in browser.history]
+    assert out.status_code == 200 and "<form" in out.text, hosts
+    assert str(out.request.url).startswith(f"http://127.0.0.1:{demo.fapi_port}/sign-in")
+    assert f"redirect_url={quote(demo.wiki_origin, safe='')}" in str(out.request.url), out.request.url
