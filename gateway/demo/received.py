@@ -21,9 +21,11 @@ ASSERTION_ISSUER = "session-gateway"
 ORDINARY_HEADERS = frozenset({
     "host", "user-agent", "accept", "accept-encoding", "accept-language", "cookie", "connection", "referer",
     "origin", "cache-control", "pragma", "priority", "dnt", "upgrade-insecure-requests", "content-length",
-    "content-type", "x-request-id", "keep-alive", "te", "authorization",
+    "content-type", "x-request-id", "keep-alive", "te", "authorization", "x-forwarded-for", "x-forwarded-proto",
+    "x-forwarded-host", "x-forwarded-port",
 })  # fmt: skip
-"""Not identity: left out of the card (`Cookie` and `Authorization` carry secrets)."""
+"""Not identity: left out of the card (`Cookie` and `Authorization` carry secrets). `X-Forwarded-User` and
+`X-Forwarded-Email` (the oauth2-proxy preset's) are identity, so stay."""
 
 
 def identity_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -32,7 +34,7 @@ def identity_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
         (name, value)
         for name, value in headers.items()
         if name.lower() not in ORDINARY_HEADERS
-        and not name.lower().startswith(("sec-", "x-forwarded-"))
+        and not name.lower().startswith("sec-")
         and name.lower() != ASSERTION_HEADER.lower()
     ]
 
