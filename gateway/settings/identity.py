@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import string
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from gateway.settings.errors import InvalidValue
@@ -70,7 +70,8 @@ ASSERTION_HEADER = "X-Gateway-Identity-Assertion"
 _RESERVED_HEADERS = frozenset(
     {
         "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
-        "proxy-connection", "cookie", "authorization", "forwarded", "x-forwarded-for", "x-forwarded-host",
+        "proxy-connection", "cookie", "authorization", "content-type", "content-encoding", "expect",
+        "forwarded", "x-forwarded-for", "x-forwarded-host",
         "x-forwarded-proto", "x-forwarded-port", "x-real-ip", "x-request-id", ASSERTION_HEADER.lower(),
     }
 )  # fmt: skip
@@ -112,7 +113,7 @@ class IdentitySettings:
     user: UserSource = "email"
     groups: tuple[GroupPart, ...] = ("org_slug", "org_role", "org_permissions")
     public_metadata: tuple[str, ...] = ()
-    headers: tuple[MappedHeader, ...] = field(default=())
+    headers: tuple[MappedHeader, ...] = ()
     """Custom headers, in the order written."""
 
     @property

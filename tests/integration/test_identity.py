@@ -12,10 +12,12 @@ import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
 import pytest
+import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -135,6 +137,22 @@ async def test_templates_carry_the_backend_apis_user_and_organization_and_custom
     assert "x-team" not in bob and "x-plan" not in bob and bob["x-user-display"] == "Bob Member (bob)"
 
 
+async def test_a_burst_of_requests_of_one_user_makes_one_backend_api_call_and_later_ones_none(
+    clerk: EmulatorServer, upstream: EchoUpstream, run_gateway: Callable[..., Any], http_client: httpx.AsyncClient
+) -> None:
+    table = {"presets": ["remote-user"], "headers": {"X-Org": "{org_name}"}}
+    gateway = await run_gateway(gateway_settings(clerk, upstream.url, GATEWAY_IDENTITY=identity(table)))
+    headers = bearer(clerk, "user_bob")
+    burst = await asyncio.gather(*(http_client.get(f"{gateway.url}/api/items", headers=headers) for _ in range(20)))
+    assert {echoed(answer)["remote-name"] for answer in burst} == {"Bob Member"}
+    assert (clerk.state.calls["get_user"], clerk.state.calls["get_organization"]) == (1, 1)
+    later = echoed(await http_client.get(f"{gateway.url}/api/items", headers=bearer(clerk, "user_bob")))
+    assert later["x-org"] == "Acme Inc" and (clerk.state.calls["get_user"], clerk.state.calls["get_organization"]) == (
+        1,
+        1,
+    )
+
+
 async def test_with_the_backend_api_down_the_app_gets_the_tokens_identity_and_the_gap_is_counted(
     clerk: EmulatorServer,
     bapi: FaultyProxy,
@@ -174,6 +192,22 @@ async def test_forward_auth_hands_the_proxy_the_same_mapped_headers(
     assert answer.status_code == 200
     for name in PRESETS["remote-user"]:
         assert answer.headers[name] == proxied[name] == PRESETS["remote-user"][name]
+
+
+async def test_a_websocket_upgrade_carries_the_same_mapped_headers(
+    clerk: EmulatorServer, upstream: EchoUpstream, run_gateway: Callable[..., Any], http_client: httpx.AsyncClient
+) -> None:
+    settings = gateway_settings(clerk, upstream.url, GATEWAY_IDENTITY=identity({"presets": ["grafana"]}))
+    gateway = await run_gateway(settings)
+    headers = bearer(clerk)
+    real = urlsplit(gateway.url)
+    async with websockets.connect(
+        f"ws://{HOST}/_/ws", host=real.hostname, port=real.port,
+        additional_headers={"authorization": headers["authorization"], "x-webauth-user": "admin"},
+    ) as socket:  # fmt: skip
+        await socket.send("headers?")
+        received = {name.lower(): value for name, value in json.loads(await socket.recv())}
+    assert {name: received.get(name) for name in PRESETS["grafana"]} == PRESETS["grafana"]
 
 
 # ---------------------------------------------------------------------------------------------- assertion
