@@ -157,6 +157,10 @@ class BackendApi:
     async def get_user(self, user_id: str) -> ApiResponse:
         return await self._call("GET", f"/users/{_path_segment(user_id)}")
 
+    async def get_organization(self, organization_id: str) -> ApiResponse:
+        """`GET /organizations/{id}` (its name, for the identity headers)."""
+        return await self._call("GET", f"/organizations/{_path_segment(organization_id)}")
+
     async def _call(
         self,
         method: str,

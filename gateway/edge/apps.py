@@ -3,19 +3,22 @@
 Why a module of its own: an app's settings default to the top-level ones (`preserve_host`, timeouts,
 `accepts_token`), and the runtime builds one `App` per `settings.apps.AppSettings` the same way for the
 implicit default app as for a configured one, so a single-app configuration runs the same code.
+An app's identity mapping and assertion audience default to the top-level ones too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from gateway.clerk.token_types import AcceptsToken
 from gateway.edge.app_choice import AppChooser
-from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
+from gateway.edge.identity import IdentityHeaderWriter
 from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
 from gateway.settings import GatewaySettings
 from gateway.settings.apps import AppSettings
+from gateway.settings.identity import IdentitySettings
 from gateway.upstream.proxy import UpstreamProxy
 
 
@@ -30,7 +33,7 @@ class App:
         gateway: GatewaySettings,
         number: int,
         forwarded: ForwardedPolicy,
-        asserter: IdentityAsserter | None,
+        identity: IdentityHeaderWriter,
     ) -> None:
         self.settings = settings
         self.name = settings.name
@@ -46,8 +49,7 @@ class App:
                 accepts_token=self.accepts_token,
             )
         )
-        # Until the identity mapping lands, every app writes today's `X-Clerk-*` headers.
-        self.identity = IdentityHeaderWriter(gateway.identity_headers, asserter)
+        self.identity = identity
         self.websockets = settings.websockets
         self.memo_prefix = number.to_bytes(2, "big")
         self.proxy: UpstreamProxy | None = (
@@ -65,8 +67,28 @@ class App:
 
 
 def build_apps(
-    gateway: GatewaySettings, forwarded: ForwardedPolicy, asserter: IdentityAsserter | None
+    gateway: GatewaySettings,
+    forwarded: ForwardedPolicy,
+    writer: Callable[[IdentitySettings, str | None, tuple[str, ...]], IdentityHeaderWriter],
 ) -> AppChooser[App]:
+    """Every app, each with the identity writer `writer(mapping, audience, also_strip)` makes for it.
+
+    An app without its own `identity` or `assertion_audience` has the top-level one; each writer also
+    strips the custom headers of every other app's mapping, so no app can be sent a spoofed one."""
+    apps = gateway.served_apps()
+    identities = [app_identity(app, gateway) for app in apps]
+    custom = tuple(dict.fromkeys(header.name for identity in identities for header in identity.headers))
     return AppChooser(
-        [(app, App(app, gateway, number, forwarded, asserter)) for number, app in enumerate(gateway.served_apps())]
+        [
+            (app, App(app, gateway, number, forwarded, writer(identity, app_audience(app, gateway), custom)))
+            for number, (app, identity) in enumerate(zip(apps, identities, strict=True))
+        ]
     )
+
+
+def app_identity(app: AppSettings, gateway: GatewaySettings) -> IdentitySettings:
+    return app.identity if app.identity is not None else gateway.identity
+
+
+def app_audience(app: AppSettings, gateway: GatewaySettings) -> str | None:
+    return app.assertion_audience if app.assertion_audience is not None else gateway.assertion_audience

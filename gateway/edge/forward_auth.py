@@ -29,7 +29,6 @@ from litestar import Request, route
 from litestar.response.base import ASGIResponse
 
 from gateway.edge.admission import Incoming, server_host
-from gateway.edge.apps import App
 from gateway.edge.outcomes import Deny, Outcome, Proceed, Redirect
 from gateway.edge.record import note_outcome, record_of
 from gateway.edge.runtime import EdgeRuntime
@@ -69,7 +68,12 @@ async def forward_auth(request: Request[Any, Any, Any]) -> ASGIResponse:
     if app is not None:
         record.app = app.name
     nginx = any(name == b"x-original-url" for name, _ in headers)
-    return render(outcome, app, nginx=nginx)
+    identity = (
+        await app.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
+        if isinstance(outcome, Proceed) and app is not None
+        else []
+    )
+    return render(outcome, identity, nginx=nginx)
 
 
 def original_request(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, bytes, Headers] | Deny:
@@ -137,12 +141,10 @@ def _conflict() -> Deny:
     return Deny(400, "conflicting_original_request", "X-Forwarded-Uri and X-Original-URL describe different requests.")
 
 
-def render(outcome: Outcome, app: App | None, *, nginx: bool) -> ASGIResponse:
-    """An outcome in the format the proxies understand (see the module docstring), with the identity
-    headers of the app the original request is for (`app`: None only when it was refused)."""
+def render(outcome: Outcome, identity: Headers, *, nginx: bool) -> ASGIResponse:
+    """An outcome in the format the proxies understand (see the module docstring); `identity`: the
+    app's identity headers when it proceeds."""
     if isinstance(outcome, Proceed):
-        assert app is not None
-        identity = app.identity.headers_for(outcome.state, pending_signed_in=outcome.pending_signed_in)
         named = {name for name, _ in identity}  # the decision's own status headers would come twice
         return _answer(200, None, [*identity, *((n, v) for n, v in outcome.response_headers if n not in named)])
     if isinstance(outcome, Redirect):

@@ -66,7 +66,7 @@ class Gate:
             return
         _route_to_app(scope, screened)
         writer = app.identity
-        identity = writer.headers_for(outcome.state, pending_signed_in=outcome.pending_signed_in)
+        identity = await writer.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
         if websocket:
             failed = await proxy.forward_websocket(
                 scope, receive, send, add_request_headers=identity, remove_request_headers=writer.strip

@@ -1,21 +1,30 @@
 """Identity for the app: the headers it reads, an optional signed assertion, and spoof removal.
 
-One encoding of identity values for every entrance (proxy, forward-auth, WebSocket): a value of
-printable ASCII without `%` or an outer space travels as it is (Clerk ids, roles, permissions, most
-slugs); any other value travels percent-encoded as UTF-8 (`%` as `%25`, space as `%20`, control
-characters, non-ASCII), so a
-header is always one valid line and the app recovers the text with one URL-decoding. The signed
-assertion carries the values as they are (JSON).
+One encoding of identity values for every entrance (proxy, forward-auth, WebSocket) and every header
+(the `clerk` preset's, the other presets', custom templates): a value of printable ASCII without `%`
+or an outer space travels as it is (Clerk ids, roles, permissions, most slugs and e-mails); any other
+value travels percent-encoded as UTF-8 (`%` as `%25`, space as `%20`, control characters,
+non-ASCII), so a header is always one valid line and the app recovers the text with one URL-decoding.
+The signed assertion carries the values as they are (JSON).
 
-Every identity header name (and its underscore twin, which some servers fold into the same CGI
-variable) is removed from the client's request before ours are added, so the app can trust them.
+Every header name the gateway could set (every preset's, the custom headers, the assertion), in its
+dash and its underscore spelling (some servers fold both into one CGI variable), is removed from the
+client's request before ours are added, whatever this app's mapping, so the app can trust them.
+
+The writer is per app: built from an app's `IdentitySettings`, the gateway's asserter, the app's
+audience and the shared lookups. Building the headers is a pure function of the decision's state and
+the looked-up profiles (`headers_for`); `headers` does the (cached) lookups first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import jwt
@@ -29,69 +38,123 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.decide import AuthState
 from gateway.clerk.machine import MachineIdentity
-from gateway.settings import IdentityHeaders
+from gateway.clerk_api.identity_lookups import IdentityLookups, LookupFailed, OrganizationProfile, UserProfile
+from gateway.settings import IdentityHeaders, IdentitySettings
+from gateway.settings.identity import (
+    ASSERTION_HEADER,
+    CLAIMS_PREFIX,
+    DEFAULT_IDENTITY,
+    ORGANIZATION_FIELDS,
+    PUBLIC_METADATA_PREFIX,
+    USER_FIELDS,
+    every_mapped_header_name,
+)
 
-ASSERTION_HEADER = "X-Gateway-Identity-Assertion"
+__all__ = [
+    "ASSERTION_HEADER",
+    "IdentityAsserter",
+    "IdentityHeaderWriter",
+    "encode_identity_value",
+    "every_identity_header_name",
+    "spoofable_names",
+]
+
 ASSERTION_LIFETIME = 60
 ASSERTION_ISSUER = "session-gateway"
 _MEMO_SIZE = 10_000
 
 
-def spoofable_names(headers: IdentityHeaders, extra: tuple[str, ...] = ()) -> frozenset[bytes]:
+_DEFAULT_NAMES = IdentityHeaders()
+
+
+def every_identity_header_name(
+    identities: Iterable[IdentitySettings] = (), names: IdentityHeaders = _DEFAULT_NAMES
+) -> tuple[str, ...]:
+    """Every header the gateway can set: the `clerk` preset's (as named, and as by default), every other
+    preset's, the custom headers of every mapping given, and the assertion."""
+    custom = (header.name for identity in identities for header in identity.headers)
+    return tuple(
+        dict.fromkeys(
+            (*names.names(), *_DEFAULT_NAMES.names(), *every_mapped_header_name(), *custom, ASSERTION_HEADER)
+        )
+    )
+
+
+def spoofable_names(headers: IdentityHeaders, extra: Iterable[str] = ()) -> frozenset[bytes]:
     """Lower-case names to strip from client requests, dash and underscore spellings both."""
     names: set[bytes] = set()
-    for name in (*headers.names(), ASSERTION_HEADER, *extra):
+    for name in (*every_identity_header_name((), headers), *extra):
         lowered = name.lower()
         names.add(lowered.encode("latin-1"))
         names.add(lowered.replace("-", "_").encode("latin-1"))
     return frozenset(names)
 
 
-class IdentityAsserter:
-    """Signs a short-lived JWT of the identity with the gateway's own key; one signature per token."""
+def jwk_thumbprint(jwk: Mapping[str, str]) -> str:
+    """RFC 7638: SHA-256 over the key's required members, sorted, without whitespace, base64url."""
+    required = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}[jwk["kty"]]
+    canonical = json.dumps({member: jwk[member] for member in required}, separators=(",", ":"), sort_keys=True)
+    return jwt.utils.base64url_encode(hashlib.sha256(canonical.encode()).digest()).decode()
 
-    def __init__(self, private_key: PrivateKeyTypes, clock: Callable[[], float] = time.time) -> None:
-        if not isinstance(private_key, RSAPrivateKey | EllipticCurvePrivateKey | Ed25519PrivateKey):
-            raise TypeError(f"unsupported assertion key type {type(private_key).__name__}")
-        self._key: RSAPrivateKey | EllipticCurvePrivateKey | Ed25519PrivateKey = private_key
+
+_SigningKey = RSAPrivateKey | EllipticCurvePrivateKey | Ed25519PrivateKey
+
+
+@dataclass(frozen=True, slots=True)
+class _PublishedKey:
+    algorithm: str
+    kid: str
+    public_jwk: dict[str, str]
+
+    def as_jwk(self) -> dict[str, str]:
+        return {**self.public_jwk, "kid": self.kid, "alg": self.algorithm, "use": "sig"}
+
+
+class IdentityAsserter:
+    """Signs short-lived JWTs of the identity with the gateway's current key; publishes it and the
+    previous ones (a grace period for assertions they signed) by their RFC 7638 `kid`s."""
+
+    def __init__(
+        self,
+        private_key: PrivateKeyTypes,
+        clock: Callable[[], float] = time.time,
+        *,
+        previous_keys: Iterable[PrivateKeyTypes] = (),
+    ) -> None:
+        self._key = _signing_key(private_key)
         self._clock = clock
-        self.algorithm, self._public_jwk = _algorithm_and_jwk(private_key)
-        self.kid = jwt.utils.base64url_encode(json.dumps(self._public_jwk, sort_keys=True).encode()[:24]).decode()
-        self._cache: TTLCache[str, str] = TTLCache(maxsize=10_000, ttl=ASSERTION_LIFETIME // 2, timer=clock)
+        self._current = _published(self._key)
+        self.algorithm = self._current.algorithm
+        self.kid = self._current.kid
+        current_kid = self.kid
+        self._previous = tuple(
+            key for key in (_published(_signing_key(item)) for item in previous_keys) if key.kid != current_kid
+        )
+        self._machine_cache: TTLCache[tuple[str, str | None], str] = TTLCache(
+            maxsize=_MEMO_SIZE, ttl=ASSERTION_LIFETIME // 2, timer=clock
+        )
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
-        return {"keys": [{**self._public_jwk, "kid": self.kid, "alg": self.algorithm, "use": "sig"}]}
+        return {"keys": [key.as_jwk() for key in (self._current, *self._previous)]}
 
-    def assertion(self, token: str, claims: SessionClaims) -> str:
-        cached = self._cache.get(token)
-        if cached is not None:
-            return cached
+    def now(self) -> float:
+        return self._clock()
+
+    def sign(self, claims: Mapping[str, Any], audience: str | None) -> str:
+        """`claims` with issuer, audience (when there is one), issue time and a 60-second lifetime."""
         now = int(self._clock())
-        payload = {
-            "iss": ASSERTION_ISSUER,
-            "iat": now,
-            "exp": now + ASSERTION_LIFETIME,
-            "sub": claims.user_id,
-            "sid": claims.session_id,
-            "org_id": claims.org_id,
-            "org_role": claims.org_role,
-            "org_slug": claims.org_slug,
-            "org_permissions": list(claims.org_permissions),
-        }
-        signed = jwt.encode(payload, self._key, algorithm=self.algorithm, headers={"kid": self.kid})
-        self._cache[token] = signed
-        return signed
+        payload: dict[str, Any] = {"iss": ASSERTION_ISSUER, "iat": now, "exp": now + ASSERTION_LIFETIME}
+        if audience:
+            payload["aud"] = audience
+        payload.update(claims)
+        return jwt.encode(payload, self._key, algorithm=self.algorithm, headers={"kid": self.kid})
 
-    def machine_assertion(self, token: str, machine: MachineIdentity) -> str:
+    def machine_assertion(self, token: str, machine: MachineIdentity, audience: str | None = None) -> str:
         """The assertion for a machine token: who it is (`sub`, its owner) and what it may do."""
-        cached = self._cache.get(token)
+        cached = self._machine_cache.get((token, audience))
         if cached is not None:
             return cached
-        now = int(self._clock())
-        payload = {
-            "iss": ASSERTION_ISSUER,
-            "iat": now,
-            "exp": now + ASSERTION_LIFETIME,
+        payload: dict[str, Any] = {
             "sub": machine.subject,
             "token_type": machine.token_type,
             "token_id": machine.id,
@@ -104,27 +167,134 @@ class IdentityAsserter:
             "client_id": machine.client_id,
         }
         if machine.expiration_ms is not None:
-            payload["exp"] = min(payload["exp"], int(machine.expiration_ms // 1000))
-        signed = jwt.encode(payload, self._key, algorithm=self.algorithm, headers={"kid": self.kid})
-        self._cache[token] = signed
+            payload["exp"] = min(int(self._clock()) + ASSERTION_LIFETIME, int(machine.expiration_ms // 1000))
+        signed = self.sign(payload, audience)
+        self._machine_cache[(token, audience)] = signed
         return signed
 
 
-def _algorithm_and_jwk(private_key: PrivateKeyTypes) -> tuple[str, dict[str, str]]:
+def session_assertion_claims(claims: SessionClaims) -> dict[str, Any]:
+    return {
+        "sub": claims.user_id,
+        "sid": claims.session_id,
+        "org_id": claims.org_id,
+        "org_role": claims.org_role,
+        "org_slug": claims.org_slug,
+        "org_permissions": list(claims.org_permissions),
+    }
+
+
+def _signing_key(private_key: PrivateKeyTypes) -> _SigningKey:
+    if not isinstance(private_key, RSAPrivateKey | EllipticCurvePrivateKey | Ed25519PrivateKey):
+        raise TypeError(f"unsupported assertion key type {type(private_key).__name__}")
+    return private_key
+
+
+def _published(private_key: _SigningKey) -> _PublishedKey:
+    algorithm, public_jwk = _algorithm_and_jwk(private_key)
+    return _PublishedKey(algorithm, jwk_thumbprint(public_jwk), public_jwk)
+
+
+def _algorithm_and_jwk(private_key: _SigningKey) -> tuple[str, dict[str, str]]:
     if isinstance(private_key, RSAPrivateKey):
         return "RS256", RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
     if isinstance(private_key, EllipticCurvePrivateKey):
         algorithm = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}[private_key.curve.name]
         return algorithm, ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
-    if isinstance(private_key, Ed25519PrivateKey):
-        return "EdDSA", OKPAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
-    raise TypeError(f"unsupported assertion key type {type(private_key).__name__}")
+    return "EdDSA", OKPAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+
+
+# ------------------------------------------------------------------------------------- identity fields
+
+
+def field_value(
+    name: str,
+    claims: SessionClaims,
+    user: UserProfile | None,
+    organization: OrganizationProfile | None,
+    identity: IdentitySettings,
+) -> str | None:
+    """One identity field's text (schema: "Identity fields"); None when it has no value.
+
+    A user or organization field is taken from a session claim of the same name when the token carries
+    one (a customized session token), else from the looked-up profile."""
+    if name == "org_permissions":
+        return ",".join(claims.org_permissions) or None
+    if name in _TOKEN_ATTRIBUTES:
+        value: str | None = getattr(claims, name)
+        return value
+    if name == "user":
+        return field_value(identity.user, claims, user, organization, identity)
+    if name == "groups":
+        parts: list[str] = []
+        for part in identity.groups:
+            if part == "org_permissions":
+                parts.extend(claims.org_permissions)
+            else:
+                item = getattr(claims, part)
+                if item:
+                    parts.append(item)
+        return ",".join(parts) or None
+    if name.startswith(CLAIMS_PREFIX):
+        return _as_text(claims.payload.get(name.removeprefix(CLAIMS_PREFIX)))
+    if name.startswith(PUBLIC_METADATA_PREFIX):
+        metadata = user.public_metadata if user is not None else {}
+        return _as_text(metadata.get(name.removeprefix(PUBLIC_METADATA_PREFIX)))
+    from_token = claims.payload.get(name)
+    if isinstance(from_token, str) and from_token:
+        return from_token
+    if name == "full_name":
+        first = field_value("first_name", claims, user, organization, identity)
+        last = field_value("last_name", claims, user, organization, identity)
+        return " ".join(item for item in (first, last) if item) or None
+    if name == "org_name":
+        return organization.name if organization is not None else None
+    value = getattr(user, name) if user is not None else None
+    return value
+
+
+_TOKEN_ATTRIBUTES = frozenset({"user_id", "session_id", "org_id", "org_role", "org_slug"})
+
+
+def _as_text(value: object) -> str | None:
+    """A claim or metadata value as header text: strings as they are, lists comma-joined, numbers and
+    booleans as JSON writes them, objects as compact JSON."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ",".join(text for text in map(_as_text, value) if text) or None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+# ------------------------------------------------------------------------------------------ the writer
+
+
+@dataclass(slots=True)
+class _Memo:
+    headers: list[tuple[bytes, bytes]]
+    user: UserProfile | None
+    organization: OrganizationProfile | None
+    valid_until: float
 
 
 class IdentityHeaderWriter:
-    """Turns a decision into the request headers the app receives."""
+    """Turns a decision into the request headers one app receives (its mapping, the assertion)."""
 
-    def __init__(self, names: IdentityHeaders, asserter: IdentityAsserter | None = None) -> None:
+    def __init__(
+        self,
+        names: IdentityHeaders,
+        asserter: IdentityAsserter | None = None,
+        *,
+        identity: IdentitySettings = DEFAULT_IDENTITY,
+        audience: str | None = None,
+        lookups: IdentityLookups | None = None,
+        also_strip: Iterable[str] = (),
+    ) -> None:
+        """`also_strip`: header names other apps' mappings set (their custom headers), stripped here too."""
         self._names = {
             field: getattr(names, field).lower().encode("latin-1")
             for field in (
@@ -146,75 +316,181 @@ class IdentityHeaderWriter:
             )
         }
         self._asserter = asserter
-        self.strip = spoofable_names(names)
-        self._by_token: dict[str, list[tuple[bytes, bytes]]] = {}
+        self._audience = audience
+        self._identity = identity
+        self._clerk = identity.sends_clerk_headers
+        self._mapped = tuple(
+            (header.name.lower().encode("latin-1"), header.template.parts) for header in identity.mapped_headers()
+        )
+        used = identity.fields_used()
+        self._user_fields = tuple(sorted(used & set(USER_FIELDS)))
+        self._needs_metadata = any(name.startswith(PUBLIC_METADATA_PREFIX) for name in used)
+        self._needs_organization = bool(used & set(ORGANIZATION_FIELDS))
+        self._asserted_fields = tuple(
+            sorted(used & {*USER_FIELDS, *ORGANIZATION_FIELDS, "user"}) + (["groups"] if "groups" in used else [])
+        )
+        self._asserted_metadata = tuple(
+            sorted(name[len(PUBLIC_METADATA_PREFIX) :] for name in used if name.startswith(PUBLIC_METADATA_PREFIX))
+        )
+        self._lookups = lookups if self.needs_lookups else None
+        self.strip = spoofable_names(names, (*(header.name for header in identity.headers), *also_strip))
+        self._by_token: dict[str, _Memo] = {}
 
-    def headers_for(self, state: AuthState, *, pending_signed_in: bool = False) -> list[tuple[bytes, bytes]]:
-        """The app's identity headers; a signed-in token's are built once and reused (without assertion).
+    @property
+    def needs_lookups(self) -> bool:
+        """Whether some header of this mapping may need the Backend API (a field the token lacks)."""
+        return bool(self._user_fields or self._needs_metadata or self._needs_organization)
+
+    async def headers(self, state: AuthState, *, pending_signed_in: bool = False) -> list[tuple[bytes, bytes]]:
+        """`headers_for` after the lookups the mapping needs; a cached lookup never waits on the network.
+        When the Backend API fails, the app gets what the token alone gives (the gap is counted)."""
+        claims = state.claims
+        lookups = self._lookups
+        if lookups is None or claims is None or not claims.user_id or state.machine is not None:
+            return self.headers_for(state, pending_signed_in=pending_signed_in)
+        user = None
+        if self._needs_user(claims):
+            user = await _looked_up(lookups, "user", claims.user_id)
+        organization = None
+        if self._needs_organization and claims.org_id and not isinstance(claims.payload.get("org_name"), str):
+            organization = await _looked_up(lookups, "organization", claims.org_id)
+        return self.headers_for(state, pending_signed_in=pending_signed_in, user=user, organization=organization)
+
+    def _needs_user(self, claims: SessionClaims) -> bool:
+        payload = claims.payload
+        return self._needs_metadata or any(not isinstance(payload.get(name), str) for name in self._user_fields)
+
+    def headers_for(
+        self,
+        state: AuthState,
+        *,
+        pending_signed_in: bool = False,
+        user: UserProfile | None = None,
+        organization: OrganizationProfile | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        """The app's identity headers; a signed-in token's are built once and reused while the profiles
+        are the same (and, with an assertion, for half its lifetime).
         `pending_signed_in`: a route let a pending session in, so the app gets its identity, with the
         reason `session-pending`."""
         token = state.token
         if pending_signed_in:
-            return self._build(state, pending_signed_in=True)
-        if token is not None and state.status == "signed-in" and self._asserter is None:
-            cached = self._by_token.get(token)
-            if cached is None:
-                cached = self._build(state)
-                if len(self._by_token) >= _MEMO_SIZE:
-                    self._by_token.clear()
-                self._by_token[token] = cached
-            return list(cached)
-        return self._build(state)
+            return self._build(state, user, organization, pending_signed_in=True)
+        if token is None or state.status != "signed-in":
+            return self._build(state, user, organization)
+        memo = self._by_token.get(token)
+        if (
+            memo is not None
+            and memo.user is user
+            and memo.organization is organization
+            and (self._asserter is None or self._asserter.now() < memo.valid_until)
+        ):
+            return list(memo.headers)
+        built = self._build(state, user, organization)
+        valid_until = self._asserter.now() + ASSERTION_LIFETIME // 2 if self._asserter is not None else math.inf
+        if len(self._by_token) >= _MEMO_SIZE:
+            self._by_token.clear()
+        self._by_token[token] = _Memo(built, user, organization, valid_until)
+        return list(built)
 
-    def _build(self, state: AuthState, *, pending_signed_in: bool = False) -> list[tuple[bytes, bytes]]:
+    def _build(
+        self,
+        state: AuthState,
+        user: UserProfile | None,
+        organization: OrganizationProfile | None,
+        *,
+        pending_signed_in: bool = False,
+    ) -> list[tuple[bytes, bytes]]:
         names = self._names
         if state.machine is not None and state.is_signed_in:
             return self._build_machine(state.machine, state.token)
         claims = state.claims if state.is_signed_in else None
         let_in = claims is not None and (not claims.is_pending or pending_signed_in)
         status = "signed-in" if claims is not None and claims.user_id and let_in else "signed-out"
-        result = [(names["status"], status.encode())]
-        reason = state.reason or ("session-pending" if claims is not None and claims.is_pending else "")
-        if reason:
-            result.append((names["reason"], encode_identity_value(reason)))
+        result: list[tuple[bytes, bytes]] = []
+        if self._clerk:
+            result.append((names["status"], status.encode()))
+            reason = state.reason or ("session-pending" if claims is not None and claims.is_pending else "")
+            if reason:
+                result.append((names["reason"], encode_identity_value(reason)))
         if claims is None or status != "signed-in":
             return result
-        result += self._present(
-            ("user_id", claims.user_id),
-            ("session_id", claims.session_id),
-            ("org_id", claims.org_id),
-            ("org_role", claims.org_role),
-            ("org_slug", claims.org_slug),
-            ("org_permissions", ",".join(claims.org_permissions)),
-        )
-        if self._asserter is not None and state.token is not None:
-            result.append((ASSERTION_HEADER.lower().encode(), self._asserter.assertion(state.token, claims).encode()))
+        if self._clerk:
+            result += self._present(
+                ("user_id", claims.user_id),
+                ("session_id", claims.session_id),
+                ("org_id", claims.org_id),
+                ("org_role", claims.org_role),
+                ("org_slug", claims.org_slug),
+                ("org_permissions", ",".join(claims.org_permissions)),
+            )
+        identity = self._identity
+        for name, parts in self._mapped:
+            rendered = "".join(
+                literal + ((field_value(field, claims, user, organization, identity) or "") if field else "")
+                for literal, field in parts
+            ).strip()
+            if rendered:  # a header that renders empty is not sent
+                result.append((name, encode_identity_value(rendered)))
+        if self._asserter is not None:
+            assertion = self._asserter.sign(self._assertion_claims(claims, user, organization), self._audience)
+            result.append((ASSERTION_HEADER.lower().encode(), assertion.encode()))
         return result
+
+    def _assertion_claims(
+        self, claims: SessionClaims, user: UserProfile | None, organization: OrganizationProfile | None
+    ) -> dict[str, Any]:
+        """Today's token claims, and every field the mapping uses (`groups` as a list)."""
+        payload = session_assertion_claims(claims)
+        identity = self._identity
+        for name in self._asserted_fields:
+            value = field_value(name, claims, user, organization, identity)
+            if value is not None:
+                payload[name] = value.split(",") if name == "groups" else value
+        if self._asserted_metadata and user is not None:
+            payload["public_metadata"] = {
+                key: user.public_metadata[key] for key in self._asserted_metadata if key in user.public_metadata
+            }
+        return payload
 
     def _present(self, *fields: tuple[str, str | None]) -> list[tuple[bytes, bytes]]:
         """The headers of the fields that have a value (an absent identity stays absent), encoded."""
         return [(self._names[field], encode_identity_value(value)) for field, value in fields if value]
 
     def _build_machine(self, machine: MachineIdentity, token: str | None) -> list[tuple[bytes, bytes]]:
+        """A machine token's identity: the `clerk` preset's headers (the other presets describe users)."""
         names = self._names
-        result = [(names["status"], b"signed-in"), (names["token_type"], machine.token_type.encode())]
-        result += self._present(
-            ("token_id", machine.id),
-            ("user_id", machine.user_id),
-            ("org_id", machine.org_id),
-            ("machine_id", machine.machine_id),
-            ("api_key_name", machine.name),
-            ("oauth_client_id", machine.client_id),
-            ("scopes", ",".join(machine.scopes)),
-        )
-        if machine.token_type == "api_key" and machine.claims is not None:
-            claims = json.dumps(machine.claims, separators=(",", ":"), ensure_ascii=False)
-            result.append((names["api_key_claims"], encode_identity_value(claims)))
-        if self._asserter is not None and token is not None:
-            result.append(
-                (ASSERTION_HEADER.lower().encode(), self._asserter.machine_assertion(token, machine).encode())
+        result: list[tuple[bytes, bytes]] = []
+        if self._clerk:
+            result += [(names["status"], b"signed-in"), (names["token_type"], machine.token_type.encode())]
+            result += self._present(
+                ("token_id", machine.id),
+                ("user_id", machine.user_id),
+                ("org_id", machine.org_id),
+                ("machine_id", machine.machine_id),
+                ("api_key_name", machine.name),
+                ("oauth_client_id", machine.client_id),
+                ("scopes", ",".join(machine.scopes)),
             )
+            if machine.token_type == "api_key" and machine.claims is not None:
+                claims = json.dumps(machine.claims, separators=(",", ":"), ensure_ascii=False)
+                result.append((names["api_key_claims"], encode_identity_value(claims)))
+        if self._asserter is not None and token is not None:
+            assertion = self._asserter.machine_assertion(token, machine, self._audience)
+            result.append((ASSERTION_HEADER.lower().encode(), assertion.encode()))
         return result
+
+
+async def _looked_up(lookups: IdentityLookups, kind: str, key: str) -> Any:
+    """A cached profile at once, else the lookup; a failure is a gap (counted), never an error page."""
+    cache = lookups.users if kind == "user" else lookups.organizations
+    entry = cache.peek(key)
+    if entry is not None:
+        return entry.value
+    try:
+        return await cache.get(key)
+    except LookupFailed as error:
+        lookups.note_gap(kind, key, error)
+        return None
 
 
 def encode_identity_value(value: str) -> bytes:

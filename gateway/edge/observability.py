@@ -44,9 +44,9 @@ from prometheus_client.registry import Collector
 
 from gateway.asgi_types import Receive, Scope, Send
 from gateway.edge import answers
+from gateway.edge.live import Live, Serving
 from gateway.edge.paths import AmbiguousPath, canonical_path
 from gateway.edge.record import RECORD_KEY, REQUEST_ID, RequestRecord, RouteClass, stamp, stamping
-from gateway.edge.live import Live, Serving
 from gateway.edge.runtime import EdgeRuntime
 
 access_logger = logging.getLogger("gateway.access")
@@ -220,6 +220,16 @@ class _RuntimeCollector(Collector):
             "gateway_session_refreshes", "Session refresh calls made to the Backend API (shared calls counted once).",
             value=backend.refresh_calls_started if backend else 0,
         )  # fmt: skip
+        gaps = CounterMetricFamily(
+            "gateway_identity_lookup_gaps",
+            "Requests whose identity headers lacked a user or organization the Backend API could not give "
+            "(they got what the token alone gives).",
+            labels=["kind"],
+        )
+        lookups = runtime.identity_lookups
+        for kind, count in (lookups.gaps if lookups is not None else {"user": 0, "organization": 0}).items():
+            gaps.add_metric([kind], count)
+        yield gaps
         yield GaugeMetricFamily("gateway_requests_in_flight", "HTTP requests being answered.", value=runtime.in_flight)
 
 

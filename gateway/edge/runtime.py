@@ -17,12 +17,13 @@ import httpx
 from gateway.clerk.asks import KeysAnswer
 from gateway.clerk.keys import PublishableKey
 from gateway.clerk_api.authenticator import Authenticator
+from gateway.clerk_api.identity_lookups import IdentityLookups
 from gateway.edge.admission import Admission
 from gateway.edge.apps import App, build_apps
 from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
-from gateway.edge.identity import IdentityAsserter
+from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
 from gateway.forwarded import ForwardedPolicy
-from gateway.settings import Settings
+from gateway.settings import IdentitySettings, Settings
 
 logger = logging.getLogger("gateway")
 
@@ -41,11 +42,14 @@ class EdgeRuntime:
         gateway = settings.gateway
         self.settings = settings
         self.clock = clock
-        asserter = IdentityAsserter(gateway.assertion_key.key, clock) if gateway.assertion_key else None
-        self.asserter = asserter
+        self.asserter = (
+            IdentityAsserter(
+                gateway.assertion_key.key, clock, previous_keys=[item.key for item in gateway.assertion_previous_keys]
+            )
+            if gateway.assertion_key
+            else None
+        )
         self.forwarded = ForwardedPolicy(gateway.trusted_proxies)
-        self.apps = build_apps(gateway, self.forwarded, asserter)
-        """Every app (the default one of the top-level settings included), each with its policy and proxy."""
         self.http_client = httpx.AsyncClient(
             timeout=httpx.Timeout(gateway.read_timeout, connect=gateway.connect_timeout),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
@@ -60,6 +64,26 @@ class EdgeRuntime:
             machine_revocation_window=gateway.machine_token_revocation_window,
             clock=clock,
         )
+        backend = self.authenticator.backend
+        self.identity_lookups: IdentityLookups | None = (
+            IdentityLookups(
+                backend.get_user,
+                backend.get_organization,
+                ttl=gateway.identity_cache_ttl,
+                stale_if_error=gateway.identity_stale_if_error,
+                max_entries=gateway.identity_cache_size,
+                clock=clock,
+            )
+            if backend is not None
+            else None
+        )
+        """None without a secret key: the identity headers then carry what the token alone gives."""
+        self.apps = build_apps(
+            gateway,
+            self.forwarded,
+            lambda identity, audience, also_strip: self.identity_writer(identity, audience, also_strip=also_strip),
+        )
+        """Every app (the default one of the top-level settings included): its policy, identity and proxy."""
         self.admission = Admission(
             settings, self.authenticator, self.apps, self.forwarded, keys_available=lambda: self.keys_available
         )
@@ -86,6 +110,27 @@ class EdgeRuntime:
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def identity_writer(
+        self, identity: IdentitySettings, audience: str | None, *, also_strip: tuple[str, ...] = ()
+    ) -> IdentityHeaderWriter:
+        """One app's identity writer: its mapping and audience (default: the public origin), the shared
+        asserter and lookups. `also_strip`: the custom header names of the other apps' mappings."""
+        gateway = self.settings.gateway
+        writer = IdentityHeaderWriter(
+            gateway.identity_headers,
+            self.asserter,
+            identity=identity,
+            audience=audience or gateway.public_origin,
+            lookups=self.identity_lookups,
+            also_strip=also_strip,
+        )
+        if writer.needs_lookups and self.identity_lookups is None:
+            logger.warning(
+                "identity: the mapping names Backend API fields (e-mail, names, metadata, organization name) "
+                "but there is no CLERK_SECRET_KEY; they come only from session claims of the same name"
+            )
+        return writer
 
     async def start(self) -> None:
         self.keys_at_start = await self.authenticator.start()
@@ -121,6 +166,8 @@ class EdgeRuntime:
         for app in self.apps.apps:
             if app.proxy is not None:
                 await app.proxy.aclose()
+        if self.identity_lookups is not None:
+            await self.identity_lookups.aclose()
         await self.authenticator.aclose()
         await self.http_client.aclose()
 

@@ -63,7 +63,7 @@ async def sign_out(request: Request[Any, Any, Any]) -> ASGIResponse:
     view = _view(runtime, request)
     if isinstance(view, Deny):
         return _json(view.status, {"error": view.code, "message": view.message}, [])
-    session_id = await _session_id(runtime, view)
+    session_id, user_id = await _session_of(runtime, view)
     if request.method == "GET":
         return _confirmation_page(runtime, view, session_id, request.query_params.get("redirect_url"))
     allowed = runtime.settings.gateway.allowed_redirect_origins
@@ -79,6 +79,8 @@ async def sign_out(request: Request[Any, Any, Any]) -> ASGIResponse:
     authenticator = runtime.authenticator
     if session_id and authenticator.backend:
         await authenticator.backend.revoke_session(session_id)
+    if user_id and runtime.identity_lookups is not None:  # the next sign-in sees the user as they are now
+        runtime.identity_lookups.forget_user(user_id)
     secure = view.clerk_url.startswith("https")
     suffix = runtime.settings.clerk.cookie_suffix
     cookies = signed_out_cookies(suffix, secure)
@@ -211,15 +213,16 @@ def _view(runtime: EdgeRuntime, request: Request[Any, Any, Any]) -> RequestView 
     return runtime.admission.view_of(scope)
 
 
-async def _session_id(runtime: EdgeRuntime, view: RequestView) -> str | None:
+async def _session_of(runtime: EdgeRuntime, view: RequestView) -> tuple[str | None, str | None]:
+    """The signed-in session's id and its user's id (none when signed out)."""
     authenticator = runtime.authenticator
     try:
         state = await authenticator.authenticate(view)
     except ClerkProtocolError:
-        return None
+        return None, None
     if state.is_signed_in and state.claims is not None:
-        return state.claims.session_id
-    return None
+        return state.claims.session_id, state.claims.user_id
+    return None, None
 
 
 def _json(status: int, body: Any, headers: list[tuple[str, str]]) -> ASGIResponse:

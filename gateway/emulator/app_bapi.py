@@ -175,6 +175,7 @@ def create_bapi_app(instance: Instance) -> ASGIApp:
 
     @get("/v1/users/{user_id:str}")
     async def get_user(user_id: FromPath[str]) -> ASGIResponse:
+        state.count("get_user")
         user = state.seed.user(user_id)
         if user is None:
             raise not_found("user")
@@ -188,6 +189,7 @@ def create_bapi_app(instance: Instance) -> ASGIApp:
 
     @get("/v1/organizations/{organization_id:str}")
     async def get_organization(organization_id: FromPath[str]) -> ASGIResponse:
+        state.count("get_organization")
         return json_reply(bapi_organization(state, find_organization(organization_id), created_ms))
 
     @get("/v1/organizations/{organization_id:str}/memberships")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ class SeedUser:
     first_name: str | None = None
     last_name: str | None = None
     username: str | None = None
+    image_url: str | None = None
+    public_metadata: Mapping[str, Any] = field(default_factory=dict)
+    session_claims: Mapping[str, Any] = field(default_factory=dict)
+    """Custom claims in this user's session tokens, as a customized session token template would add."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +140,17 @@ def _user(entry: dict[str, Any], where: str) -> SeedUser:
         first_name=entry.get("first_name"),
         last_name=entry.get("last_name"),
         username=entry.get("username"),
+        image_url=entry.get("image_url"),
+        public_metadata=_table(entry, "public_metadata", where),
+        session_claims=_table(entry, "session_claims", where),
     )
+
+
+def _table(entry: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = entry.get(key, {})
+    if not isinstance(value, dict):
+        raise SeedError(f"{where}: {key!r} must be a table")
+    return value
 
 
 def _organization(entry: dict[str, Any], where: str) -> SeedOrganization:

@@ -34,5 +34,8 @@ def mint_session_token(
         factor_verification_age_minutes=max(0, (now - session.factor_verified_at) // 60),
         organization=organization_claims(state, session),
     )
+    user = state.seed.user(session.user_id)
+    if user is not None:  # custom claims never replace Clerk's own
+        claims.update({name: value for name, value in user.session_claims.items() if name not in claims})
     state.touch(session)
     return keys.sign(claims)

@@ -23,6 +23,7 @@ The modules, each with one job:
 * `parsing`: parsers for single values and the combinators that build them.
 * `keys`: PEM keys read at start (Clerk's public key, the assertion signing key).
 * `routes`: settings given as tables (route rules, identity headers, organization sync).
+* `identity`: the identity mapping (`[gateway.identity]`, an app's `identity`): presets, templates.
 * `table`: `setting(...)` and `SettingSpec`, the declarative table.
 * `clerk`, `edge`: the `[clerk]` and `[gateway]` sections; `sections`: their order, the whole table.
 * `checks`: problems that involve more than one setting.
@@ -34,6 +35,7 @@ keeps working whichever module `X` lives in.
 
 from gateway.settings.edge import GatewaySettings
 from gateway.settings.errors import SettingsError
+from gateway.settings.identity import IdentitySettings, MappedHeader, Template, parse_identity_settings
 from gateway.settings.load import Settings, load_settings
 from gateway.settings.sections import setting_specs
 from gateway.settings.table import SettingSpec
@@ -42,12 +44,16 @@ from gateway.settings.values import IdentityHeaders, ListenAddress, RouteRule, S
 __all__ = [
     "GatewaySettings",
     "IdentityHeaders",
+    "IdentitySettings",
     "ListenAddress",
+    "MappedHeader",
     "RouteRule",
     "Secret",
     "SettingSpec",
     "Settings",
     "SettingsError",
+    "Template",
     "load_settings",
+    "parse_identity_settings",
     "setting_specs",
 ]

@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.clerk.token_types import AcceptsToken
 from gateway.settings.errors import InvalidValue
+from gateway.settings.identity import IdentitySettings, parse_identity_settings
 from gateway.settings.parsing import (
     from_environment_json,
     kind_of,
@@ -43,9 +44,8 @@ _PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 
 @dataclass(frozen=True, slots=True)
 class AppSettings:
-    """One app. None: the top-level setting of the same name applies (`preserve_host`, timeouts, ...).
-
-    `identity` is kept as the table given until the identity mapping parses it."""
+    """One app. None: the top-level setting of the same name applies (`preserve_host`, timeouts,
+    `accepts_token`, `identity`, `assertion_audience`)."""
 
     name: str
     upstream: str | None
@@ -61,7 +61,7 @@ class AppSettings:
     routes: tuple[RouteRule, ...] = ()
     accepts_token: AcceptsToken | None = None
     assertion_audience: str | None = None
-    identity: Mapping[str, object] | None = None
+    identity: IdentitySettings | None = None
     implicit: bool = False
     """The default app, made of the top-level settings."""
 
@@ -100,10 +100,6 @@ def parse_app_host(value: object) -> str:
         ) from None
 
 
-def _parse_identity_placeholder(value: object) -> Mapping[str, object]:
-    return table_of(value, "a table such as {presets = [\"remote-user\"]}")
-
-
 def _parse_audience(value: object) -> str:
     text = parse_text(value)
     if not text:
@@ -132,7 +128,7 @@ _APP_KEY_PARSERS: dict[str, Callable[[object], object]] = {
     "routes": parse_routes,
     "accepts_token": parse_accepts_token,
     "assertion_audience": _parse_audience,
-    "identity": _parse_identity_placeholder,
+    "identity": parse_identity_settings,
     "clerk": _refuse_own_clerk,
 }
 APP_KEYS = tuple(_APP_KEY_PARSERS)

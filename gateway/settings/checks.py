@@ -15,6 +15,7 @@ from gateway.clerk.keys import is_development_secret_key, parse_publishable_key
 from gateway.settings.apps import DEFAULT_APP, overlap_problems
 from gateway.settings.clerk import ClerkSettings
 from gateway.settings.edge import GatewaySettings
+from gateway.settings.identity import identity_header_conflicts
 
 MISSING_SECRET_KEY = "Missing Clerk Secret Key. Go to https://dashboard.clerk.com and get your key for your instance."
 
@@ -32,6 +33,14 @@ def clerk_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[s
         yield f"CLERK_SECRET_KEY: {MISSING_SECRET_KEY} (Or set CLERK_JWT_KEY to verify tokens without the network.)"
     if clerk.is_satellite:
         yield from _satellite_problems(clerk, gateway, failed)
+    conflicts = identity_header_conflicts(gateway.identity, gateway.identity_headers)
+    yield from (f"GATEWAY_IDENTITY: {problem}" for problem in conflicts)
+    if gateway.assertion_previous_keys and gateway.assertion_key is None and "GATEWAY_ASSERTION_KEY" not in failed:
+        yield "GATEWAY_ASSERTION_PREVIOUS_KEYS: set GATEWAY_ASSERTION_KEY too (the previous keys never sign)"
+    for number, app in enumerate(gateway.apps, start=1):
+        if app.identity is not None:
+            for problem in identity_header_conflicts(app.identity, gateway.identity_headers):
+                yield f"GATEWAY_APPS: apps[{number}] ({app.name}): identity: {problem}"
     if gateway.apps and gateway.upstream is not None:
         yield from _default_app_problems(gateway)
 

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from gateway.clerk.token_types import AcceptsToken
 from gateway.settings.apps import AppSettings, effective_apps, parse_apps
+from gateway.settings.identity import DEFAULT_IDENTITY, IdentitySettings, parse_identity_settings
 from gateway.settings.keys import parse_private_key_file
 from gateway.settings.parsing import (
     integer,
@@ -28,6 +29,7 @@ from gateway.settings.parsing import (
     parse_origin,
     parse_path_case,
     parse_path_pattern,
+    parse_text,
     seconds,
 )
 from gateway.settings.routes import parse_identity_headers, parse_routes
@@ -129,6 +131,26 @@ class GatewaySettings:
         "api_key_claims, oauth_client_id` (a table; JSON in the environment).",
         default_text="`X-Clerk-Auth-Status`, `X-Clerk-Auth-Reason`, `X-Clerk-User-Id`, …",
     )  # fmt: skip
+    identity: IdentitySettings = setting(
+        DEFAULT_IDENTITY, parse_identity_settings, env="GATEWAY_IDENTITY",
+        help="The identity mapping: `presets` (`clerk`, `oauth2-proxy`, `remote-user`, `grafana`), `user` "
+        "(`email`/`username`/`user_id`), `groups`, `public_metadata` (keys templates may use) and `headers` "
+        "(custom headers: name = template such as `\"{first_name} {last_name}\"`); a table, JSON in the "
+        "environment. See \"For apps behind the gateway\".",
+        default_text="`presets = [\"clerk\"]`",
+    )  # fmt: skip
+    identity_cache_ttl: float = setting(
+        60.0, seconds(), env="GATEWAY_IDENTITY_CACHE_TTL",
+        help="Seconds a user or organization fetched from the Backend API for the identity headers is reused.",
+    )  # fmt: skip
+    identity_cache_size: int = setting(
+        10000, integer(1), env="GATEWAY_IDENTITY_CACHE_SIZE",
+        help="Users, and organizations (each), kept for the identity headers.",
+    )  # fmt: skip
+    identity_stale_if_error: float = setting(
+        300.0, seconds(allow_zero=True), env="GATEWAY_IDENTITY_STALE_IF_ERROR",
+        help="Seconds past its TTL a cached user or organization still serves while the Backend API fails.",
+    )  # fmt: skip
     allowed_hosts: tuple[str, ...] = setting(
         (), list_of(parse_allowed_host), env="GATEWAY_ALLOWED_HOSTS",
         help="`Host` values accepted; empty = any.",
@@ -162,6 +184,15 @@ class GatewaySettings:
     assertion_key: PemKey[PrivateKeyTypes] | None = setting(
         None, parse_private_key_file, env="GATEWAY_ASSERTION_KEY",
         help="Path of a PEM private key; when set, a signed identity assertion is sent to the app.",
+    )  # fmt: skip
+    assertion_previous_keys: tuple[PemKey[PrivateKeyTypes], ...] = setting(
+        (), list_of(parse_private_key_file), env="GATEWAY_ASSERTION_PREVIOUS_KEYS",
+        help="Paths of earlier assertion keys, still published in `/__gateway/jwks.json` (never signing) "
+        "while apps may hold assertions they signed; see \"Rotating the assertion key\".",
+    )  # fmt: skip
+    assertion_audience: str | None = setting(
+        None, parse_text, env="GATEWAY_ASSERTION_AUDIENCE",
+        help="The assertion's `aud`; unset: `GATEWAY_PUBLIC_ORIGIN` (no `aud` without either).",
     )  # fmt: skip
     apps: tuple[AppSettings, ...] = setting(
         (), parse_apps, env="GATEWAY_APPS",

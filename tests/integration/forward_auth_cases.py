@@ -13,8 +13,11 @@ from gateway.emulator.server import EmulatorServer
 from tests.integration.conftest import RunningGateway, gateway_settings
 from tests.integration.test_gateway_flows import sign_in
 from tests.support.browser import Browser
-from tests.support.forward_auth import APP_HOST, FORGED_IDENTITY, IDENTITY, Front, identity_values
+from tests.support.forward_auth import APP_HOST, EVERY_IDENTITY_HEADER, FORGED_IDENTITY, STATUS, Front, identity_values
 from tests.support.upstream import EchoUpstream
+
+CARRIERS = EVERY_IDENTITY_HEADER - set(STATUS)
+"""Every header that carries who the user is: a visitor's request carries none with a value."""
 
 
 def new_browser(client: httpx.AsyncClient, front: Front) -> Browser:
@@ -39,6 +42,9 @@ async def signed_in_user_gets_the_page_with_their_identity(
     assert identity["x-clerk-auth-status"] == ["signed-in"]
     assert identity["x-clerk-org-role"] == ["org:admin"]
     assert identity["x-clerk-session-id"][0].startswith("sess_")
+    assert identity["remote-user"] == identity["x-auth-request-email"] == ["alice@example.com"]
+    assert identity["x-webauth-name"] == ["Alice Admin"] and identity["x-auth-request-preferred-username"] == ["alice"]
+    assert identity["remote-groups"][0].startswith("acme,org:admin,")
     api = await browser.fetch("GET", f"{front.origin}/api/items")
     assert api.status_code == 200 and identity_values(api)["x-clerk-user-id"] == ["user_alice"]
     forged = await browser.fetch("GET", f"{front.origin}/api/items", headers=FORGED_IDENTITY)
@@ -68,7 +74,7 @@ async def signed_out_visitor_to_a_public_path_carries_no_identity(client: httpx.
         assert page.status_code == 200, (page.status_code, page.text[:300])
         identity = identity_values(page)
         assert "x-clerk-user-id" not in identity, identity
-        assert all(value == "" for name in IDENTITY for value in identity.get(name, [])), identity
+        assert all(value == "" for name in CARRIERS for value in identity.get(name, [])), identity
         assert all("{" not in value for values in identity.values() for value in values), identity
         assert signed_out_status(identity), identity
 
@@ -80,7 +86,7 @@ async def client_sent_identity_never_reaches_the_app(client: httpx.AsyncClient, 
         assert page.status_code == 200, (page.status_code, page.text[:300])
         identity = identity_values(page)
         assert "x-clerk-user-id" not in identity, identity
-        assert not any(value for name in IDENTITY for value in identity.get(name, [])), identity
+        assert not any(value for name in CARRIERS for value in identity.get(name, [])), identity
         assert signed_out_status(identity), identity
         assert "forged" not in page.text
     refused = await browser.fetch("GET", f"{front.origin}/api/items", headers=FORGED_IDENTITY)

@@ -20,7 +20,7 @@ from tests.integration import forward_auth_cases as cases
 from tests.integration.conftest import RunningGateway, gateway_settings
 from tests.integration.test_gateway_flows import echoed, sign_in
 from tests.support.browser import Browser
-from tests.support.forward_auth import Front
+from tests.support.forward_auth import ALL_PRESETS, Front
 from tests.support.upstream import EchoUpstream
 
 RECIPE = Path(__file__).resolve().parents[2] / "config" / "nginx.forward-auth.conf"
@@ -78,11 +78,30 @@ async def test_sign_in_through_nginx_auth_request_reaches_the_app_with_identity(
         assert refused.status_code == 401
 
 
+async def test_the_presets_headers_reach_the_app_through_nginx_and_a_clients_never_do(
+    dev_clerk: EmulatorServer, upstream: EchoUpstream, run_gateway: Callable[..., Any],
+    new_browser: Callable[..., Browser], tmp_path: Path,
+) -> None:
+    mapping = '{"presets": ["remote-user", "grafana"], "user": "username"}'
+    gateway = await run_gateway(gateway_settings(dev_clerk, upstream.url, GATEWAY_IDENTITY=mapping), "app.test:8080")
+    app, gateway_address = upstream.url.removeprefix("http://"), gateway.url.removeprefix("http://")
+    async with running_nginx(tmp_path, app, gateway_address) as url:
+        front = RunningGateway(url, "app.test:8080", gateway.settings)
+        browser = new_browser(front)
+        assert (await sign_in(browser, front, path="/reports")).status_code == 200
+        forged = {"Remote-User": "root", "X-WEBAUTH-USER": "admin", "X-Auth-Request-User": "root"}
+        identity = echoed(await browser.fetch("GET", f"{front.origin}/api/items", headers=forged))
+        assert (identity["remote-user"], identity["remote-name"], identity["x-webauth-user"]) == (
+            "alice", "Alice Admin", "alice")
+        assert "x-auth-request-user" not in identity and "x-clerk-user-id" not in identity
+
+
 @pytest.fixture
 async def nginx_front(
     dev_clerk: EmulatorServer, upstream: EchoUpstream, run_gateway: Callable[..., Any], tmp_path: Path
 ) -> AsyncIterator[Front]:
-    gateway = await run_gateway(gateway_settings(dev_clerk, upstream.url), "app.test:8080")
+    settings = gateway_settings(dev_clerk, upstream.url, GATEWAY_IDENTITY=ALL_PRESETS)
+    gateway = await run_gateway(settings, "app.test:8080")
     app, gateway_address = upstream.url.removeprefix("http://"), gateway.url.removeprefix("http://")
     async with running_nginx(tmp_path, app, gateway_address) as url:
         yield Front(url, "app.test:8080")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.edge.identity import every_identity_header_name
 from gateway.emulator.server import EmulatorServer
 from tests.support.faults import serve_environment
 from tests.support.upstream import EchoUpstream, unused_port
@@ -47,7 +48,11 @@ FORGED_IDENTITY = {
     "X-Clerk-Org-Permissions": "org:sys_memberships:manage",
     "X-Clerk-Auth-Status": "signed-in",
     "X-Clerk-Auth-Reason": "forged",
+    **{name: "forged" for name in every_identity_header_name() if not name.startswith("X-Clerk-")},
 }
+EVERY_IDENTITY_HEADER = frozenset(name.lower() for name in every_identity_header_name())
+ALL_PRESETS = '{"presets": ["clerk", "oauth2-proxy", "remote-user", "grafana"]}'
+"""The recipe tests' gateways set every preset's headers, so each recipe is shown to copy them all."""
 
 
 def venv_binary(name: str) -> str | None:
@@ -106,6 +111,7 @@ def gateway_serving(clerk: EmulatorServer, upstream: EchoUpstream, tmp: Path) ->
         GATEWAY_API_PATHS="/api/*",
         GATEWAY_PUBLIC_PATHS="/public/*",
         GATEWAY_TRUSTED_PROXIES="127.0.0.1/32",
+        GATEWAY_IDENTITY=ALL_PRESETS,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 
@@ -147,6 +153,6 @@ def echoed_headers(response: httpx.Response) -> list[tuple[str, str]]:
 def identity_values(response: httpx.Response) -> dict[str, list[str]]:
     received: dict[str, list[str]] = {}
     for name, value in echoed_headers(response):
-        if name.startswith("x-clerk-"):
+        if name in EVERY_IDENTITY_HEADER:
             received.setdefault(name, []).append(value)
     return received

@@ -164,6 +164,11 @@ class EchoUpstream:
         await socket_.prepare(request)
         async for message in socket_:
             if message.type == WSMsgType.TEXT:
+                if message.data == "headers?":  # what the upgrade request carried, as the HTTP echo says it
+                    await socket_.send_json(
+                        [[name.decode("latin-1"), value.decode("latin-1")] for name, value in request.raw_headers]
+                    )
+                    continue
                 if message.data.startswith("close:"):
                     await socket_.close(code=int(message.data.split(":", 1)[1]), message=b"asked to")
                     break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from gateway.clerk.keys import make_publishable_key
+from gateway.edge.identity import every_identity_header_name
 from gateway.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +55,8 @@ def test_forward_auth_recipes_never_let_a_client_choose_the_request_or_the_ident
     traefik = yaml.safe_load((CONFIG / "traefik.forward-auth.yml").read_text())["http"]
     auth = traefik["middlewares"]["clerk-auth"]["forwardAuth"]
     assert auth["trustForwardHeader"] is False
-    assert auth["authResponseHeadersRegex"] == "^X-Clerk-"
+    copied = re.compile(auth["authResponseHeadersRegex"])
+    assert not copied.search("X-Forwarded-For") and not copied.search("X-Forwarded-Host")
     stripped = traefik["middlewares"]["clerk-strip"]["headers"]["customRequestHeaders"]
     assert stripped == {"X-Original-URL": "", "X-Original-Method": ""}
     assert traefik["routers"]["app"]["middlewares"] == ["clerk-strip", "clerk-auth"]
@@ -91,3 +94,20 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     text = (REPO / "Dockerfile").read_text()
     assert "HEALTHCHECK" in text and "/__gateway/healthz" in text and "USER 10001" in text
+
+
+def test_forward_auth_recipes_copy_every_header_a_preset_can_set_and_drop_the_clients() -> None:
+    names = every_identity_header_name()
+    traefik = yaml.safe_load((CONFIG / "traefik.forward-auth.yml").read_text())["http"]
+    copied = re.compile(traefik["middlewares"]["clerk-auth"]["forwardAuth"]["authResponseHeadersRegex"])
+    caddy = (CONFIG / "Caddyfile.forward-auth").read_text()
+    copy_line = next(line for line in caddy.splitlines() if "copy_headers" in line).split()
+    nginx = (CONFIG / "nginx.forward-auth.conf").read_text()
+    for name in names:
+        snake = name.lower().replace("-", "_")
+        assert copied.search(name.title()), name  # Traefik sees Go's canonical spelling
+        assert name in copy_line, name
+        assert name.startswith("X-Clerk") or f"@unset_{snake} header_regexp {name} " in caddy, name
+        assert f"proxy_set_header {name} $" in nginx, name
+        variable = nginx.split(f"proxy_set_header {name} $", 1)[1].split(";", 1)[0]
+        assert f"auth_request_set ${variable} $upstream_http_{snake};" in nginx, name

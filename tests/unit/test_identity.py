@@ -82,7 +82,8 @@ def test_identity_assertion_is_a_short_lived_jwt_verifiable_with_the_gateway_jwk
     public = jwt.PyJWK(jwk).key
     claims = jwt.decode(assertion, public, algorithms=["ES256"], options={"verify_exp": False, "verify_iat": False})
     assert (claims["sub"], claims["org_role"], claims["exp"] - claims["iat"]) == ("user_1", "org:admin", 60)
-    assert asserter.assertion("tok", CLAIMS) == assertion  # one signature per token
+    again = dict(writer.headers_for(AuthState("signed-in", token="tok", claims=CLAIMS)))
+    assert again[ASSERTION_HEADER.lower().encode()].decode() == assertion  # one signature per token
 
 
 # ----------------------------------------------------------------------------------- one encoding of values
