@@ -23,11 +23,10 @@ from gateway.edge import answers
 from gateway.edge.endpoints import HANDLERS
 from gateway.edge.gate import Gate
 from gateway.edge.live import Live
-from gateway.edge.observability import SERVING_KEY
-from gateway.edge.reload import ignore_hangup_until_ready, reload_on_hangup
-from gateway.edge.observability import Observability, configure_access_log
+from gateway.edge.observability import SERVING_KEY, Observability, configure_access_log
 from gateway.edge.paths import AmbiguousPath, canonical_path
 from gateway.edge.record import record_of, stamp
+from gateway.edge.reload import ignore_hangup_until_ready, reload_on_hangup
 from gateway.edge.runtime import EdgeRuntime
 from gateway.settings import Settings, load_settings
 

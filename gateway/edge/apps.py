@@ -3,6 +3,7 @@
 Why a module of its own: an app's settings default to the top-level ones (`preserve_host`, timeouts,
 `accepts_token`), and the runtime builds one `App` per `settings.apps.AppSettings` the same way for the
 implicit default app as for a configured one, so a single-app configuration runs the same code.
+An app's identity mapping and assertion audience default to the top-level ones too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
 from gateway.settings import GatewaySettings
 from gateway.settings.apps import AppSettings
+from gateway.settings.identity import IdentitySettings
 from gateway.upstream.proxy import UpstreamProxy
 
 
@@ -64,17 +66,29 @@ class App:
         """None for the default app of a gateway that answers forward-auth only."""
 
 
-WriterFactory = Callable[[AppSettings, tuple[str, ...]], IdentityHeaderWriter]
-"""An app's identity writer, given the custom header names of the other apps' mappings (stripped too)."""
+def build_apps(
+    gateway: GatewaySettings,
+    forwarded: ForwardedPolicy,
+    writer: Callable[[IdentitySettings, str | None, tuple[str, ...]], IdentityHeaderWriter],
+) -> AppChooser[App]:
+    """Every app, each with the identity writer `writer(mapping, audience, also_strip)` makes for it.
 
-
-def build_apps(gateway: GatewaySettings, forwarded: ForwardedPolicy, writer_for: WriterFactory) -> AppChooser[App]:
-    served = gateway.served_apps()
-    custom = {app.name: [header.name for header in (app.identity or gateway.identity).headers] for app in served}
-
-    def others(app: AppSettings) -> tuple[str, ...]:
-        return tuple(name for other, names in custom.items() if other != app.name for name in names)
-
+    An app without its own `identity` or `assertion_audience` has the top-level one; each writer also
+    strips the custom headers of every other app's mapping, so no app can be sent a spoofed one."""
+    apps = gateway.served_apps()
+    identities = [app_identity(app, gateway) for app in apps]
+    custom = tuple(dict.fromkeys(header.name for identity in identities for header in identity.headers))
     return AppChooser(
-        [(app, App(app, gateway, number, forwarded, writer_for(app, others(app)))) for number, app in enumerate(served)]
+        [
+            (app, App(app, gateway, number, forwarded, writer(identity, app_audience(app, gateway), custom)))
+            for number, (app, identity) in enumerate(zip(apps, identities, strict=True))
+        ]
     )
+
+
+def app_identity(app: AppSettings, gateway: GatewaySettings) -> IdentitySettings:
+    return app.identity if app.identity is not None else gateway.identity
+
+
+def app_audience(app: AppSettings, gateway: GatewaySettings) -> str | None:
+    return app.assertion_audience if app.assertion_audience is not None else gateway.assertion_audience

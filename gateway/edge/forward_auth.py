@@ -68,10 +68,11 @@ async def forward_auth(request: Request[Any, Any, Any]) -> ASGIResponse:
     if app is not None:
         record.app = app.name
     nginx = any(name == b"x-original-url" for name, _ in headers)
-    identity: Headers = []
-    if isinstance(outcome, Proceed):
-        assert app is not None  # only an app's policy lets a request proceed
-        identity = await app.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
+    identity = (
+        await app.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
+        if isinstance(outcome, Proceed) and app is not None
+        else []
+    )
     return render(outcome, identity, nginx=nginx)
 
 
@@ -142,7 +143,7 @@ def _conflict() -> Deny:
 
 def render(outcome: Outcome, identity: Headers, *, nginx: bool) -> ASGIResponse:
     """An outcome in the format the proxies understand (see the module docstring); `identity`: the
-    identity headers of the app the original request is for, when it proceeds."""
+    app's identity headers when it proceeds."""
     if isinstance(outcome, Proceed):
         named = {name for name, _ in identity}  # the decision's own status headers would come twice
         return _answer(200, None, [*identity, *((n, v) for n, v in outcome.response_headers if n not in named)])

@@ -44,9 +44,9 @@ from prometheus_client.registry import Collector
 
 from gateway.asgi_types import Receive, Scope, Send
 from gateway.edge import answers
+from gateway.edge.live import Live, Serving
 from gateway.edge.paths import AmbiguousPath, canonical_path
 from gateway.edge.record import RECORD_KEY, REQUEST_ID, RequestRecord, RouteClass, stamp, stamping
-from gateway.edge.live import Live, Serving
 from gateway.edge.runtime import EdgeRuntime
 
 access_logger = logging.getLogger("gateway.access")

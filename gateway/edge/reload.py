@@ -19,6 +19,7 @@ worker, and no server may act on it first:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -32,10 +33,8 @@ logger = logging.getLogger("gateway")
 
 def ignore_hangup_until_ready() -> None:
     """A SIGHUP that arrives before the app can reload is ignored, not the end of the worker."""
-    try:
+    with contextlib.suppress(ValueError):  # not the main thread: the server owns the signals
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    except ValueError:  # not the main thread: the server owns the signals
-        pass
 
 
 class HangupReload:

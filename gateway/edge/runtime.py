@@ -24,7 +24,6 @@ from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
 from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
 from gateway.forwarded import ForwardedPolicy
 from gateway.settings import IdentitySettings, Settings
-from gateway.settings.apps import AppSettings
 
 logger = logging.getLogger("gateway")
 
@@ -79,9 +78,12 @@ class EdgeRuntime:
             else None
         )
         """None without a secret key: the identity headers then carry what the token alone gives."""
-        self.apps = build_apps(gateway, self.forwarded, self._writer_for)
-        """Every app (the default one of the top-level settings included), each with its policy, identity
-        writer and proxy."""
+        self.apps = build_apps(
+            gateway,
+            self.forwarded,
+            lambda identity, audience, also_strip: self.identity_writer(identity, audience, also_strip=also_strip),
+        )
+        """Every app (the default one of the top-level settings included): its policy, identity and proxy."""
         self.admission = Admission(
             settings, self.authenticator, self.apps, self.forwarded, keys_available=lambda: self.keys_available
         )
@@ -108,14 +110,6 @@ class EdgeRuntime:
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-
-    def _writer_for(self, app: AppSettings, also_strip: tuple[str, ...]) -> IdentityHeaderWriter:
-        """An app's own mapping and audience, else the top-level ones."""
-        gateway = self.settings.gateway
-        return self.identity_writer(
-            app.identity or gateway.identity, app.assertion_audience or gateway.assertion_audience,
-            also_strip=also_strip,
-        )
 
     def identity_writer(
         self, identity: IdentitySettings, audience: str | None, *, also_strip: tuple[str, ...] = ()

@@ -45,7 +45,7 @@ _PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 @dataclass(frozen=True, slots=True)
 class AppSettings:
     """One app. None: the top-level setting of the same name applies (`preserve_host`, timeouts,
-    `identity`, ...)."""
+    `accepts_token`, `identity`, `assertion_audience`)."""
 
     name: str
     upstream: str | None

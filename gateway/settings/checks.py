@@ -35,12 +35,12 @@ def clerk_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[s
         yield from _satellite_problems(clerk, gateway, failed)
     conflicts = identity_header_conflicts(gateway.identity, gateway.identity_headers)
     yield from (f"GATEWAY_IDENTITY: {problem}" for problem in conflicts)
-    for number, app in enumerate(gateway.apps, start=1):
-        if app.identity is not None:
-            conflicts = identity_header_conflicts(app.identity, gateway.identity_headers)
-            yield from (f"GATEWAY_APPS: apps[{number}] ({app.name}): identity.{problem}" for problem in conflicts)
     if gateway.assertion_previous_keys and gateway.assertion_key is None and "GATEWAY_ASSERTION_KEY" not in failed:
         yield "GATEWAY_ASSERTION_PREVIOUS_KEYS: set GATEWAY_ASSERTION_KEY too (the previous keys never sign)"
+    for number, app in enumerate(gateway.apps, start=1):
+        if app.identity is not None:
+            for problem in identity_header_conflicts(app.identity, gateway.identity_headers):
+                yield f"GATEWAY_APPS: apps[{number}] ({app.name}): identity: {problem}"
     if gateway.apps and gateway.upstream is not None:
         yield from _default_app_problems(gateway)
 

@@ -37,9 +37,11 @@ async def gateway(
 ) -> RunningGateway:
     apps = [
         {"name": "prom", "path_prefix": "/prom", "strip_prefix": True, "upstream": second.url,
-         "preserve_host": False, "websockets": False, "routes": [{"path": "/-/healthy", "access": "public"}]},
+         "preserve_host": False, "websockets": False, "routes": [{"path": "/-/healthy", "access": "public"}],
+         "identity": {"presets": ["remote-user"], "user": "user_id"}},
         {"name": "grafana", "hosts": [GRAFANA], "upstream": second.url, "preserve_host": False,
-         "routes": [{"path": "/admin/*", "access": "deny"}], "public_paths": ["/login"]},
+         "routes": [{"path": "/admin/*", "access": "deny"}], "public_paths": ["/login"],
+         "identity": {"headers": {"X-Grafana-User": "{user_id}"}}},
     ]  # fmt: skip
     settings = gateway_settings(dev_clerk, upstream.url, GATEWAY_APPS=json.dumps(apps), GATEWAY_PRESERVE_HOST="false")
     return await run_gateway(settings, HOST)
@@ -92,6 +94,31 @@ async def test_each_request_goes_to_its_app_under_its_rules(
         assert _served_by(response, upstream, second) == served, case
     elif status == 401:
         assert response.json()["error"] == "unauthenticated", case
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "present", "absent"),
+    [
+        (HOST, "/prom/api", {"remote-user": "user_bob"}, ("x-clerk-user-id", "x-grafana-user")),
+        (GRAFANA, "/d/x", {"x-grafana-user": "user_bob", "x-clerk-user-id": "user_bob"}, ("remote-user",)),
+        (HOST, "/x", {"x-clerk-user-id": "user_bob"}, ("remote-user", "x-grafana-user", "remote_user")),
+    ],
+)
+async def test_each_app_gets_its_own_identity_headers_and_no_spoofed_one(
+    host: str, path: str, present: dict[str, str], absent: tuple[str, ...],
+    gateway: RunningGateway, dev_clerk: EmulatorServer, http_client: httpx.AsyncClient,
+) -> None:  # fmt: skip
+    spoofed = {"remote-user": "admin", "x-grafana-user": "admin", "remote_user": "admin", "x-clerk-user-id": "admin"}
+    headers = {"host": host, **FETCH, **_authorization(dev_clerk), **spoofed}
+    response = await http_client.get(f"{gateway.url}{path}", headers=headers)
+    assert response.status_code == 200, response.text
+    received: dict[str, list[str]] = {}
+    for name, value in response.json()["headers"]:
+        received.setdefault(name.lower(), []).append(value)
+    for name, value in present.items():
+        assert received.get(name) == [value], name
+    for name in absent:
+        assert name not in received, name
 
 
 async def test_metrics_and_the_access_log_name_the_app(

@@ -22,8 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.clerk.keys import make_publishable_key
-from gateway.edge.observability import AccessLog, Observability, access_line
 from gateway.edge.live import Live
+from gateway.edge.observability import AccessLog, Observability, access_line
 from gateway.edge.runtime import EdgeRuntime
 from gateway.settings import load_settings
 

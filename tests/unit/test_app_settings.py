@@ -74,6 +74,9 @@ def apps_of(tmp_path: Path, toml: str) -> tuple[AppSettings, ...]:
          "got 'everyone'"),
         ("a timeout of 0", 'name = "p"\nupstream = "http://a"\nread_timeout = 0',
          "GATEWAY_APPS: apps[1] (p): read_timeout: must be more than 0, got 0"),
+        ("a bad identity mapping, by its key", 'name = "p"\nupstream = "http://a"\nidentity = {presets = ["basic"]}',
+         "GATEWAY_APPS: apps[1] (p): identity: presets: unknown preset 'basic' (expected one of clerk, oauth2-proxy, "
+         "remote-user, grafana)"),
         ("an own Clerk instance (not yet)", 'name = "p"\nupstream = "http://a"\nclerk = {secret_key = "sk"}',
          "GATEWAY_APPS: apps[1] (p): clerk: an app's own Clerk instance is not supported yet; remove the table "
          "(the [clerk] instance serves every app)"),
