@@ -40,15 +40,7 @@ class App:
         self.accepts_token: AcceptsToken = (
             settings.accepts_token if settings.accepts_token is not None else gateway.accepts_token
         )
-        self.policy = Policy(
-            replace(
-                gateway,
-                routes=settings.routes,
-                public_paths=settings.public_paths,
-                api_paths=settings.api_paths,
-                accepts_token=self.accepts_token,
-            )
-        )
+        self.policy = app_policy(settings, gateway)
         self.identity = identity
         self.websockets = settings.websockets
         self.memo_prefix = number.to_bytes(2, "big")
@@ -83,6 +75,16 @@ def build_apps(
             (app, App(app, gateway, number, forwarded, writer(identity, app_audience(app, gateway), custom)))
             for number, (app, identity) in enumerate(zip(apps, identities, strict=True))
         ]
+    )
+
+
+def app_policy(app: AppSettings, gateway: GatewaySettings) -> Policy:
+    """The app's route rules, judged with the top-level mode, path case and pending-session default."""
+    accepts = app.accepts_token if app.accepts_token is not None else gateway.accepts_token
+    return Policy(
+        replace(
+            gateway, routes=app.routes, public_paths=app.public_paths, api_paths=app.api_paths, accepts_token=accepts
+        )
     )
 
 

@@ -211,3 +211,9 @@ async def test_a_request_no_app_takes_is_404_no_app(
     assert (response.status_code, response.json()["error"]) == (404, "no_app")
     assert (await http_client.get(f"{running.url}/prom/x", headers=headers)).json()["path"] == "/prom/x"
     assert (await http_client.get(f"{running.url}/__gateway/healthz")).status_code == 200
+
+
+async def test_readiness_checks_every_app(gateway: RunningGateway, http_client: httpx.AsyncClient) -> None:
+    ready = await http_client.get(f"{gateway.url}/__gateway/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["apps"] == {"prom": "ok", "grafana": "ok", "default": "ok"}
