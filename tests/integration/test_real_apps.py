@@ -287,3 +287,11 @@ async def test_django_follows_the_org_role_on_every_request_not_only_at_login(dj
     assert django_users(data) == [
         {"username": "alice@example.com", "email": "alice@example.com", "is_staff": False, "is_superuser": False},
     ]
+
+
+async def test_django_reads_a_percent_encoded_e_mail_as_the_gateway_encodes_it(django_site: tuple[str, Path]) -> None:
+    """The gateway percent-encodes values that are not plain ASCII (`é` as `%C3%A9`, `%` as `%25`)."""
+    url, _ = django_site
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(f"{url}/whoami", headers={"Remote-User": "%C3%A9lise%2525@example.com"})
+    assert answer.json()["username"] == "élise%25@example.com"
