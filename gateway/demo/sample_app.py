@@ -45,7 +45,8 @@ nav a{margin-right:1rem} .card{border:1px solid #d6dae3;border-radius:8px;paddin
 dt{font-weight:600} dd{margin:0 0 .5rem 0;font-family:ui-monospace,monospace;overflow-wrap:anywhere}
 .muted{color:#687086} ul.permissions{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:.3rem}
 ul.permissions li{background:#eef1f6;border-radius:4px;padding:.05rem .4rem;max-width:100%;overflow-wrap:anywhere}
-button{padding:.4rem .9rem} h1{font-size:1.5rem}
+button{padding:.4rem .9rem} h1{font-size:1.5rem} h2{font-size:1.1rem}
+pre{background:#f3f5f9;padding:.75rem;border-radius:6px;overflow-x:auto}
 """
 
 
