@@ -59,7 +59,8 @@ def healthz() -> Response[dict[str, str]]:
 
 @get(f"{PREFIX}/readyz", include_in_schema=False)
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Ready to serve: settings valid (we started), verification keys loaded, the app reachable."""
+    """Ready to serve: settings valid (we started), verification keys loaded, the app reachable; Redis's
+    state is reported beside them without changing the verdict."""
     runtime = _runtime(request)
     checks: dict[str, Any] = {"settings": "ok"}
     ready = runtime.started
@@ -72,6 +73,10 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         reachable = await _tcp_reachable(upstream, runtime.settings.gateway.connect_timeout)
         checks["upstream"] = "ok" if reachable else "unreachable"
         ready = ready and reachable
+    if runtime.redis is not None:
+        # Reported, never a reason to leave the load balancer: a replica serves from its own state while
+        # Redis is away (README, "Running several replicas"), and all replicas would leave at once.
+        checks["redis"] = "ok" if runtime.redis.up else "down"
     return Response(
         {"status": "ready" if ready else "not-ready", "checks": checks},
         status_code=200 if ready else 503,

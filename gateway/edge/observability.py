@@ -201,6 +201,30 @@ class _RuntimeCollector(Collector):
             value=backend.refresh_calls_started if backend else 0,
         )  # fmt: skip
         yield GaugeMetricFamily("gateway_requests_in_flight", "HTTP requests being answered.", value=runtime.in_flight)
+        yield from _redis_metrics(runtime)
+
+
+def _redis_metrics(runtime: EdgeRuntime) -> Iterator[Metric]:
+    """Only with `GATEWAY_REDIS_URL`: a gateway without Redis has no Redis to be down."""
+    connection = runtime.redis
+    if connection is None:
+        return
+    yield GaugeMetricFamily(
+        "gateway_redis_up", "1 while Redis answers; 0: each replica serves from its own state and reconnects.",
+        value=int(connection.up),
+    )  # fmt: skip
+    failures = CounterMetricFamily(
+        "gateway_redis_failures", "Redis commands that failed, by operation (ping, feed, dedupe, refresh).",
+        labels=["operation"],
+    )  # fmt: skip
+    for operation, count in sorted(connection.failures.items()):
+        failures.add_metric([operation], count)
+    yield failures
+    shared = runtime.shared_refreshes
+    yield CounterMetricFamily(
+        "gateway_session_refreshes_shared", "Session refreshes answered by another replica's call (through Redis).",
+        value=shared.answers_shared if shared is not None else 0,
+    )  # fmt: skip
 
 
 _quote = json.encoder.encode_basestring_ascii  # what json.dumps uses: the same escapes, byte for byte

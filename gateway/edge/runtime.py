@@ -24,6 +24,10 @@ from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
 from gateway.revocation import Revocations, local_revocations
 from gateway.settings import Settings
+from gateway.shared.connection import RedisConnection
+from gateway.shared.feed import shared_revocations
+from gateway.shared.refresh import RedisRefreshFlight
+from gateway.shared.sealing import Sealer
 from gateway.upstream.proxy import UpstreamProxy
 
 logger = logging.getLogger("gateway")
@@ -45,14 +49,33 @@ class EdgeRuntime:
         *,
         clock: Callable[[], float] = time.time,
         revocations: Revocations | None = None,
+        redis: RedisConnection | None = None,
     ) -> None:
-        """`revocations` is the previous runtime's on a configuration reload, so nothing revoked is forgotten."""
+        """`revocations` and `redis` are the previous runtime's on a configuration reload, so nothing revoked
+        is forgotten and the Redis connection (and its subscription) carries on."""
         gateway = settings.gateway
         self.settings = settings
         self.clock = clock
-        self.revocations = revocations or local_revocations(retention=gateway.revocation_retention, clock=clock)
+        self.redis: RedisConnection | None = redis or (
+            RedisConnection(gateway.redis_url.url) if gateway.redis_url is not None else None
+        )
+        """The shared state's connection (`GATEWAY_REDIS_URL`); None: every process keeps its own."""
+        self._redis_handed_over = False
+        if revocations is None:
+            revocations = (
+                shared_revocations(self.redis, retention=gateway.revocation_retention, clock=clock)
+                if self.redis is not None
+                else local_revocations(retention=gateway.revocation_retention, clock=clock)
+            )
+        self.revocations = revocations
         """The deny list admission asks, the feed the webhook endpoint publishes to, the change listeners."""
         self._revocations_handed_over = False
+        self.shared_refreshes: RedisRefreshFlight | None = (
+            RedisRefreshFlight(self.redis, Sealer(settings.clerk.secret_key))
+            if self.redis is not None and settings.clerk.secret_key
+            else None
+        )
+        """Refreshes collapsed across replicas (None without Redis or without a secret key to refresh with)."""
         self.policy = Policy(gateway)
         asserter = IdentityAsserter(gateway.assertion_key.key, clock) if gateway.assertion_key else None
         self.asserter = asserter
@@ -71,6 +94,7 @@ class EdgeRuntime:
             jwks_min_refetch_interval=gateway.jwks_min_refetch_interval,
             machine_revocation_window=gateway.machine_token_revocation_window,
             clock=clock,
+            shared_refreshes=self.shared_refreshes,
         )
         self.admission = Admission(
             settings, self.authenticator, self.policy, self.forwarded, keys_available=lambda: self.keys_available
@@ -112,6 +136,8 @@ class EdgeRuntime:
         self._idle.set()
 
     async def start(self) -> None:
+        if self.redis is not None:
+            await self.redis.start()
         await self.revocations.feed.start()
         self.keys_at_start = await self.authenticator.start()
         if self.keys_at_start is not None and self.keys_at_start.failure is not None:
@@ -148,11 +174,18 @@ class EdgeRuntime:
         await self.http_client.aclose()
         if not self._revocations_handed_over:
             await self.revocations.feed.aclose()
+        if self.redis is not None and not self._redis_handed_over:
+            await self.redis.aclose()
 
     def hand_over_revocations(self) -> Revocations:
         """Give this runtime's revocations to its successor (a reload): closing this one leaves them open."""
         self._revocations_handed_over = True
         return self.revocations
+
+    def hand_over_redis(self) -> RedisConnection | None:
+        """Give this runtime's Redis connection to its successor (a reload): closing this one leaves it open."""
+        self._redis_handed_over = True
+        return self.redis
 
     @property
     def keys_available(self) -> bool:
