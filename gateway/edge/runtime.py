@@ -23,6 +23,7 @@ from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
 from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
 from gateway.revocation import Revocations, local_revocations
+from gateway.revocation.signature import WebhookVerifier
 from gateway.settings import Settings
 from gateway.shared.connection import RedisConnection
 from gateway.shared.feed import shared_revocations
@@ -76,6 +77,9 @@ class EdgeRuntime:
             else None
         )
         """Refreshes collapsed across replicas (None without Redis or without a secret key to refresh with)."""
+        secret = settings.clerk_settings.webhook_signing_secret
+        self.webhook_verifier = WebhookVerifier(secret.value) if secret else None
+        """None without `CLERK_WEBHOOK_SIGNING_SECRET`: the webhook endpoint answers 404."""
         self.policy = Policy(gateway)
         asserter = IdentityAsserter(gateway.assertion_key.key, clock) if gateway.assertion_key else None
         self.asserter = asserter
@@ -97,7 +101,12 @@ class EdgeRuntime:
             shared_refreshes=self.shared_refreshes,
         )
         self.admission = Admission(
-            settings, self.authenticator, self.policy, self.forwarded, keys_available=lambda: self.keys_available
+            settings,
+            self.authenticator,
+            self.policy,
+            self.forwarded,
+            keys_available=lambda: self.keys_available,
+            deny_list=self.revocations.deny_list,
         )
         self.proxy: UpstreamProxy | None = (
             UpstreamProxy(

@@ -11,8 +11,11 @@ from gateway.revocation.changes import Change, ChangeListener, ChangeListeners
 from gateway.revocation.deny_list import DenyList, Revocation
 from gateway.revocation.feed import LocalFeed, RevocationFeed
 from gateway.revocation.hub import Revocations, local_revocations
+from gateway.revocation.verdict import REVOKED, SESSION_REVOKED, is_revoked, unless_revoked
 
 __all__ = [
+    "REVOKED",
+    "SESSION_REVOKED",
     "Change",
     "ChangeListener",
     "ChangeListeners",
@@ -21,5 +24,7 @@ __all__ = [
     "Revocation",
     "RevocationFeed",
     "Revocations",
+    "is_revoked",
     "local_revocations",
+    "unless_revoked",
 ]
