@@ -94,14 +94,21 @@ class RedisFeed:
         self._merge = connection.client.register_script(_MERGE)
         self._pending_changes: deque[Change] = deque(maxlen=_PENDING_CHANGES)
         self._follower: asyncio.Task[None] | None = None
+        self._first_synchronisation = asyncio.Event()
         self.synchronised = 0
-        """How many (re)synchronisations completed (tests and `/readyz` wait on it)."""
+        """How many (re)synchronisations completed (observability, tests)."""
 
-    async def start(self) -> None:
+    async def start(self, first_synchronisation_timeout: float = 2.0) -> None:
+        """Follow the other replicas; with Redis up, wait (bounded) for the first load of live entries, so
+        a replica that joins never serves a session another replica already refused."""
         if self._follower is not None:
             return
         await self.connection.start()
         self._follower = asyncio.create_task(self._follow(), name="revocation-feed")
+        if self.connection.up:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(first_synchronisation_timeout):
+                    await self._first_synchronisation.wait()
 
     async def aclose(self) -> None:
         if self._follower is not None:
@@ -177,6 +184,7 @@ class RedisFeed:
             await client.publish(self._channel, self._message("change", _change_json(change)))
             self._pending_changes.popleft()
         self.synchronised += 1
+        self._first_synchronisation.set()
         logger.info("redis.synchronised revocations_loaded=%d revocations_written_back=%d", loaded, written)
 
     async def _merge_all(self, revocations: Iterable[Revocation]) -> int:

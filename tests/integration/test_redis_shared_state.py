@@ -72,7 +72,7 @@ async def replica(
         feed = RedisFeed(connection, DenyList(), ChangeListeners())
         await feed.start()
         feeds.append(feed)
-        await eventually(lambda: feed.synchronised >= 1, 5, "first synchronisation")
+        assert feed.synchronised == 1  # `start` returns once the live entries are loaded
         return feed
 
     yield start_one
