@@ -47,6 +47,7 @@ from gateway.edge import answers
 from gateway.edge.paths import AmbiguousPath, canonical_path
 from gateway.edge.record import RECORD_KEY, REQUEST_ID, RequestRecord, RouteClass, stamp, stamping
 from gateway.edge.runtime import EdgeRuntime
+from gateway.shared.feed import RedisFeed
 
 access_logger = logging.getLogger("gateway.access")
 
@@ -220,6 +221,12 @@ def _redis_metrics(runtime: EdgeRuntime) -> Iterator[Metric]:
     for operation, count in sorted(connection.failures.items()):
         failures.add_metric([operation], count)
     yield failures
+    feed = runtime.revocations.feed
+    yield CounterMetricFamily(
+        "gateway_revocation_feed_synchronisations",
+        "Times the revocations were loaded from Redis and written back (start, and every reconnection).",
+        value=feed.synchronised if isinstance(feed, RedisFeed) else 0,
+    )
     shared = runtime.shared_refreshes
     yield CounterMetricFamily(
         "gateway_session_refreshes_shared", "Session refreshes answered by another replica's call (through Redis).",
