@@ -86,11 +86,14 @@ class RedisRefreshFlight:
         delay = self._poll_initial
         try:
             while True:
-                sealed = await client.get(answer_key)
-                if isinstance(sealed, bytes) and (answer := self._decode(sealed, answer_key)) is not None:
-                    self.answers_shared += 1
+                if (answer := await self._shared_answer(answer_key)) is not None:
                     return answer
                 if await client.set(lock_key, owner, nx=True, px=self._lease_ms):
+                    # The holder before us stores its answer, then releases: between our look and our lock
+                    # it may have done both, so look once more before calling.
+                    if (answer := await self._shared_answer(answer_key)) is not None:
+                        await self._release(keys=[lock_key], args=[owner])
+                        return answer
                     break
                 if loop.time() >= deadline:
                     return await call()  # the holder outlived any Backend API timeout: go on alone
@@ -100,6 +103,13 @@ class RedisRefreshFlight:
             connection.failed("refresh", error)
             return await call()
         return await self._hold(lock_key, answer_key, owner, call)
+
+    async def _shared_answer(self, answer_key: str) -> ApiResponse | None:
+        sealed = await self._connection.client.get(answer_key)
+        if isinstance(sealed, bytes) and (answer := self._decode(sealed, answer_key)) is not None:
+            self.answers_shared += 1
+            return answer
+        return None
 
     async def _hold(
         self, lock_key: str, answer_key: str, owner: str, call: Callable[[], Awaitable[ApiResponse]]

@@ -320,3 +320,26 @@ async def test_with_redis_away_the_refresh_is_made_here_and_never_fails(
     assert [await flight.run(PARTS, backend) for _ in range(2)] == [ANSWER, ANSWER]
     assert backend.calls == 2
     assert flight._connection.failures["refresh"] <= 1
+
+
+class LooksTooEarly(RedisRefreshFlight):
+    """A replica whose first look came just before the holder stored its answer (the race's window)."""
+
+    looked = 0
+
+    async def _shared_answer(self, answer_key: str) -> ApiResponse | None:
+        self.looked += 1
+        return None if self.looked == 1 else await super()._shared_answer(answer_key)
+
+
+async def test_a_replica_that_takes_the_lock_just_after_the_holder_released_it_uses_the_stored_answer(
+    connect: Callable[..., Awaitable[RedisConnection]],
+) -> None:
+    (holder,) = await flights(connect, 1)
+    backend = SlowBackend(0.01)
+    await holder.run(PARTS, backend)  # answered, stored, released
+    late = LooksTooEarly(await connect(), Sealer(SECRET))
+    assert await late.run(PARTS, backend) == ANSWER
+    assert backend.calls == 1 and late.looked == 2
+    lock = "gateway:refresh:" + Sealer(SECRET).digest(*PARTS) + ":lock"
+    assert await late._connection.client.exists(lock) == 0  # and it let go of the lock it took
