@@ -22,7 +22,7 @@ from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
 from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
 from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
-from gateway.revocation import Revocations, local_revocations
+from gateway.revocation import LocalFeed, Revocations, local_revocations
 from gateway.revocation.signature import WebhookVerifier
 from gateway.settings import Settings
 from gateway.shared.connection import RedisConnection
@@ -148,6 +148,13 @@ class EdgeRuntime:
         if self.redis is not None:
             await self.redis.start()
         await self.revocations.feed.start()
+        workers = self.settings.gateway.workers
+        if self.webhook_verifier is not None and workers > 1 and isinstance(self.revocations.feed, LocalFeed):
+            logger.warning(
+                "revocation: a Clerk webhook reaches one of %d workers; the others refuse a revoked "
+                "session only when its token expires (GATEWAY_REDIS_URL shares revocations between them)",
+                workers,
+            )
         self.keys_at_start = await self.authenticator.start()
         if self.keys_at_start is not None and self.keys_at_start.failure is not None:
             logger.warning("JWKS not loaded at start (%s); will retry on demand", self.keys_at_start.failure.reason)

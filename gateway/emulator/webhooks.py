@@ -44,6 +44,8 @@ class Delivery:
     message_id: str
     event_type: str
     url: str
+    event: dict[str, Any]
+    """The payload sent (and signed)."""
     status: str = "pending"
     """`pending`, `delivered` (a 2xx) or `failed` (every attempt refused or unreachable)."""
     attempts: list[dict[str, Any]] = field(default_factory=list)
@@ -55,6 +57,7 @@ class Delivery:
             "url": self.url,
             "status": self.status,
             "attempts": list(self.attempts),
+            "event": self.event,
         }
 
 
@@ -127,7 +130,7 @@ class WebhookSender:
         body = json.dumps(event, separators=(",", ":")).encode()
         self._ensure_thread()
         for url in urls:
-            delivery = Delivery(message_id, event_type, url)
+            delivery = Delivery(message_id, event_type, url, event)
             with self._changed:
                 self._deliveries.append(delivery)
             self._jobs.put(_Job(delivery, body))
