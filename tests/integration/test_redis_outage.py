@@ -105,7 +105,7 @@ async def test_with_redis_away_a_replica_serves_from_its_own_state_stays_ready_a
     # Redis comes back, empty: the replica reconnects by itself and writes back what it heard meanwhile.
     redis_server.start()
     await until_redis_is(http_client, gateway, "ok")
-    direct = redis_client.Redis.from_url(redis_server.url)
+    direct = redis_client.Redis.from_url(redis_server.url, socket_timeout=2, socket_connect_timeout=2)
     try:
         deadline = time.monotonic() + 5
         while not direct.exists(f"gateway:revocation:session:{leaving_session}"):

@@ -102,6 +102,7 @@ async def test_redis_going_away_and_coming_back_is_one_log_line_each_way_and_rec
 ) -> None:
     connection = await connect(check_interval=0.1, backoff_max=0.2)
     caplog.set_level(logging.INFO, "gateway.redis")
+    caplog.clear()  # from here on: the transitions only
     redis_server.stop()
     await eventually(lambda: not connection.up, 3, "seen down")
     for _ in range(5):  # callers failing meanwhile add no line

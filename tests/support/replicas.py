@@ -100,7 +100,10 @@ class Replica:
         environment = {**self.environment, "GATEWAY_LISTEN": f"127.0.0.1:{self.port}", "GATEWAY_WORKERS": "1"}
         command = [sys.executable, "-m", "gateway", "serve", "--server", "granian"]
         with self.log.open("ab") as output:
-            self.process = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
+            # A session of its own, so that `kill` reaches granian's worker process too (a crashed host).
+            self.process = subprocess.Popen(
+                command, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         assert self.process is not None
@@ -115,18 +118,35 @@ class Replica:
         raise AssertionError(f"{self.name} not ready after {timeout}s:\n{self.log_text()}")
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+        """SIGKILL to the server and its worker at once: no drain, connections reset mid-request."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+            self._wait_port_free()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        """SIGTERM (a graceful shutdown), then whatever is left of its process group."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             self.process.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._wait_port_free()
+
+    def _wait_port_free(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            except OSError:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"{self.name}: something still listens on {self.port} after it was stopped")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else "(no log)"
