@@ -27,8 +27,9 @@ from gateway.settings import Settings, SettingsError
 
 logger = logging.getLogger("gateway")
 
-RESTART_ONLY = ("listen", "workers")
-"""Settings the server reads once, before the app: a reload keeps their old value."""
+RESTART_ONLY = ("listen", "workers", "redis_url", "revocation_retention")
+"""Settings a reload keeps: the server reads the first two once, before the app; the Redis connection
+and the deny list live as long as the process (handed from runtime to runtime)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +89,18 @@ class Live:
             self.reloads["refused"] += 1
             return False
         settings = _keep_restart_only(old.runtime.settings, settings)
+        runtime: EdgeRuntime | None = None
         try:
             runtime = old.runtime.successor(settings)
             await runtime.start()
         except Exception:  # a collaborator that cannot be built: the old configuration stays
             logger.exception("configuration reload failed; still serving sha256 %s", old.sha256)
             self.reloads["failed"] += 1
+            if runtime is not None:
+                runtime.hand_over_shared()  # they stay the old runtime's
+                await runtime.aclose()
             return False
+        old.runtime.hand_over_shared()
         self.current = Serving(runtime, Gate(runtime), configuration_digest(settings))
         self._on_swap(runtime)
         self.reloads["applied"] += 1
@@ -127,6 +133,14 @@ def _keep_restart_only(running: Settings, loaded: Settings) -> Settings:
     for name in RESTART_ONLY:
         before, after = getattr(running.gateway, name), getattr(loaded.gateway, name)
         if before != after:
-            logger.warning("configuration reload: %s needs a restart; keeping %s (not %s)", name, before, after)
+            logger.warning(
+                "configuration reload: %s needs a restart; keeping %s (not %s)", name, _shown(before), _shown(after)
+            )
             kept[name] = before
     return replace(loaded, gateway=replace(loaded.gateway, **kept)) if kept else loaded
+
+
+def _shown(value: object) -> object:
+    """A value as a log line may show it: a URL's password masked (`RedisUrl.masked`)."""
+    masked = getattr(value, "masked", None)
+    return masked if isinstance(masked, str) else value
