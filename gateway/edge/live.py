@@ -69,6 +69,7 @@ class Live:
         self._on_swap = on_swap
         self.reloads: Counter[str] = Counter()
         self._retiring: set[asyncio.Task[None]] = set()
+        self._draining: set[EdgeRuntime] = set()
         self._lock = asyncio.Lock()
 
     async def reload(self) -> bool:
@@ -113,10 +114,17 @@ class Live:
 
     async def _retire(self, runtime: EdgeRuntime) -> None:
         """The old runtime: its in-flight requests finish, then its connections close."""
+        self._draining.add(runtime)
         try:
             await runtime.drain(runtime.settings.gateway.shutdown_timeout)
         finally:
+            self._draining.discard(runtime)
             await runtime.aclose()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered, by the current runtime and by those still draining."""
+        return self.current.runtime.in_flight + sum(runtime.in_flight for runtime in self._draining)
 
     async def aclose(self, timeout: float) -> None:
         """At shutdown: the current runtime drains and closes, and so do runtimes still retiring."""

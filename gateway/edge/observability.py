@@ -231,7 +231,7 @@ class _RuntimeCollector(Collector):
         for kind, count in (lookups.gaps if lookups is not None else {"user": 0, "organization": 0}).items():
             gaps.add_metric([kind], count)
         yield gaps
-        yield GaugeMetricFamily("gateway_requests_in_flight", "HTTP requests being answered.", value=runtime.in_flight)
+        yield GaugeMetricFamily("gateway_requests_in_flight", "HTTP requests being answered.", value=live.in_flight)
         yield from _redis_metrics(runtime)
 
 
