@@ -63,6 +63,7 @@ def summary_lines(settings: Settings) -> list[str]:
         ("upstream", gateway.upstream or "(not set)"),
         ("listen", f"{gateway.listen} ({gateway.workers} worker{'s' if gateway.workers > 1 else ''})"),
         ("mode", gateway.mode),
+        ("redis", str(gateway.redis_url) if gateway.redis_url else "(not set: each process keeps its own state)"),
         ("secret key", settings.masked_secret_key or "(not set: networkless verification only)"),
         ("jwt key", verification_key.source if verification_key else "(not set: keys come from the JWKS)"),
     ]

@@ -327,6 +327,11 @@ def _signed_in(
     return AuthState("signed-in", headers=headers, token=verified.decoded.raw, claims=verified.claims, carrier=carrier)
 
 
+def signed_out(reason: str, message: str = "") -> AuthState:
+    """A signed-out state for a reason the edge knows and Clerk's decision cannot (`session-revoked`)."""
+    return _signed_out(reason, message)
+
+
 def _signed_out(
     reason: str, message: str = "", headers: tuple[tuple[str, str], ...] = (), token: str | None = None
 ) -> AuthState:

@@ -33,6 +33,7 @@ from gateway.edge.outcomes import Deny, Outcome, outcome_for
 from gateway.edge.paths import AmbiguousPath, CanonicalPath, canonical_path
 from gateway.edge.session_memo import SessionMemo
 from gateway.forwarded import FORWARDING_HEADER_PREFIX, FORWARDING_HEADERS, ForwardedPolicy
+from gateway.revocation import REVOKED, DenyList, is_revoked
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")
@@ -103,6 +104,7 @@ class Admission:
         forwarded: ForwardedPolicy,
         *,
         keys_available: Callable[[], bool],
+        deny_list: DenyList | None = None,
     ) -> None:
         gateway = settings.gateway
         self.settings = settings
@@ -110,6 +112,8 @@ class Admission:
         self.apps = apps
         self.forwarded = forwarded
         self._keys_available = keys_available
+        self.deny_list = deny_list if deny_list is not None else DenyList()
+        """Sessions and users Clerk revoked (webhooks): their signed-in states become `session-revoked`."""
         self._max_url = gateway.max_url_length
         self._max_header_bytes = gateway.max_header_bytes
         self._max_cookies = gateway.max_cookies
@@ -239,6 +243,8 @@ class Admission:
             if view is not None:
                 logger.warning("authentication failed: %s", error.message)
             return Deny(400, error.reason, error.message, screened.navigation)
+        if self.deny_list.active and is_revoked(self.deny_list, state):  # after the verified-token cache too
+            state = REVOKED
         if key is not None and self.memo is not None:
             self.memo.remember(key, state)
         return self._outcome(screened, view, state)
@@ -253,7 +259,9 @@ class Admission:
         state = self.memo.get(key)
         if state is None:
             return None
-        if not self.authenticator.still_signed_in(state):
+        if not self.authenticator.still_signed_in(state) or (
+            self.deny_list.active and is_revoked(self.deny_list, state)
+        ):
             self.memo.forget(key)
             return None
         outcome = self._outcome(screened, None, state)

@@ -88,9 +88,16 @@ class AppChooser(Generic[T]):
 
     def __init__(self, apps: Sequence[tuple[AppSettings, T]]) -> None:
         self._places = tuple(_Place(settings, app) for settings, app in apps)
+        only = self._places[0] if len(self._places) == 1 else None
+        self._takes_all = only is not None and not only.exact and not only.suffixes and not only.prefix
+        """A single-app configuration: its one app takes every request as it is, nothing to compare."""
+        self._only = only
 
     def choose(self, host: str, scheme: str, path: CanonicalPath) -> Chosen[T] | None:
         """The app for a request to `host` (as screened) and `path`; None when no app takes it."""
+        if self._takes_all:
+            assert self._only is not None
+            return Chosen(self._only.app, path)
         host = normalized_host(host, scheme)
         forwarded = path.forwarded
         best: _Place[T] | None = None

@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gateway.edge.app import CONFIG_ENV
+    from gateway.edge.live import configuration_digest
     from gateway.settings_command import load_or_exit
 
     overrides = {
@@ -41,11 +42,14 @@ def run(args: argparse.Namespace) -> int:
     listen = settings.gateway.listen
     workers = settings.gateway.workers
     print(
-        f"gateway: serving {settings.gateway.upstream} on http://{listen} "
+        f"gateway: serving {settings.gateway.upstream or 'the apps below'} on http://{listen} "
         f"({workers} worker{'s' if workers > 1 else ''}, {args.server})",
         file=sys.stderr,
         flush=True,
     )
+    apps = ", ".join(app.name for app in settings.gateway.served_apps())
+    print(f"gateway: configuration sha256 {configuration_digest(settings)} is live (apps: {apps}); SIGHUP reloads it",
+          file=sys.stderr, flush=True)  # fmt: skip
     if args.server == "uvicorn":
         import uvicorn
 

@@ -1,4 +1,5 @@
-"""The gateway's own endpoints under `/__gateway/`: health, readiness, whoami, forward-auth, sign-out, JWKS.
+"""The gateway's own endpoints under `/__gateway/`: health, readiness, whoami, forward-auth, sign-out, JWKS,
+Clerk's webhooks.
 
 These are ordinary Litestar handlers (not on the proxy's hot path); forward-auth has its module
 (`forward_auth.py`). Requests reach them screened like every other entrance (limits, canonical path,
@@ -23,6 +24,8 @@ from gateway.edge.forward_auth import forward_auth
 from gateway.edge.outcomes import Deny
 from gateway.edge.runtime import EdgeRuntime
 from gateway.edge.sign_out import sign_out
+from gateway.edge.webhooks import clerk_webhook
+from gateway.revocation import unless_revoked
 
 PREFIX = "/__gateway"
 NO_STORE = {"cache-control": "no-store"}
@@ -59,7 +62,8 @@ def healthz() -> Response[dict[str, str]]:
 
 @get(f"{PREFIX}/readyz", include_in_schema=False)
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Ready to serve: settings valid (we started), verification keys loaded, the app (each app) reachable."""
+    """Ready to serve: settings valid (we started), verification keys loaded, the app (each app) reachable;
+    Redis's state is reported beside them without changing the verdict."""
     runtime = _runtime(request)
     checks: dict[str, Any] = {"settings": "ok"}
     ready = runtime.started
@@ -77,6 +81,10 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     elif apps:
         checks["upstream"] = "ok" if reachable[0] else "unreachable"
     ready = ready and all(reachable)
+    if runtime.redis is not None:
+        # Reported, never a reason to leave the load balancer: a replica serves from its own state while
+        # Redis is away (README, "Running several replicas"), and all replicas would leave at once.
+        checks["redis"] = "ok" if runtime.redis.up else "down"
     return Response(
         {"status": "ready" if ready else "not-ready", "checks": checks},
         status_code=200 if ready else 503,
@@ -106,6 +114,7 @@ async def whoami(request: Request[Any, Any, Any]) -> ASGIResponse:
         state = await runtime.authenticator.authenticate(view)
     except ClerkProtocolError as error:
         return _response(400, {"error": error.reason, "message": error.message}, [])
+    state = unless_revoked(runtime.revocations.deny_list, state)
     if state.is_signed_in and state.claims is not None:
         return _response(200, {"status": "signed-in", "identity": identity_json(state.claims)}, [])
     return _response(401, {"status": state.status, "reason": state.reason, "message": state.message}, [])
@@ -130,5 +139,5 @@ def gateway_jwks(request: Request[Any, Any, Any]) -> Response[Any]:
     return Response(runtime.asserter.jwks(), headers={"cache-control": "max-age=300"})
 
 
-HANDLERS = [healthz, readyz, whoami, forward_auth, sign_out, gateway_jwks]
+HANDLERS = [healthz, readyz, whoami, forward_auth, sign_out, gateway_jwks, clerk_webhook]
 """Every handler Litestar serves; `GatewayApp` routes these paths (canonical) to Litestar."""

@@ -1,7 +1,9 @@
 """Forward-auth (`/__gateway/auth`): nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`.
 
 The reverse proxy in front describes the original request; the gateway admits it through the same
-pipeline as a proxied request and renders the outcome in the proxies' format.
+pipeline as a proxied request and renders the outcome in the proxies' format. The app is chosen from
+the original request's host and URI as for a proxied request; its rules judge it and its identity
+mapping writes the headers.
 
 Which request is judged, believed only from a peer in `trusted_proxies` (anyone else gets 403):
 * `X-Forwarded-Method`, `-Uri`, `-Host`, `-Proto`: Traefik and Caddy set them on every auth request

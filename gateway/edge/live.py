@@ -27,8 +27,9 @@ from gateway.settings import Settings, SettingsError
 
 logger = logging.getLogger("gateway")
 
-RESTART_ONLY = ("listen", "workers")
-"""Settings the server reads once, before the app: a reload keeps their old value."""
+RESTART_ONLY = ("listen", "workers", "redis_url", "revocation_retention")
+"""Settings a reload keeps: the server reads the first two once, before the app; the Redis connection
+and the deny list live as long as the process (handed from runtime to runtime)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,7 @@ class Live:
         self._on_swap = on_swap
         self.reloads: Counter[str] = Counter()
         self._retiring: set[asyncio.Task[None]] = set()
+        self._draining: set[EdgeRuntime] = set()
         self._lock = asyncio.Lock()
 
     async def reload(self) -> bool:
@@ -88,13 +90,18 @@ class Live:
             self.reloads["refused"] += 1
             return False
         settings = _keep_restart_only(old.runtime.settings, settings)
+        runtime: EdgeRuntime | None = None
         try:
             runtime = old.runtime.successor(settings)
             await runtime.start()
         except Exception:  # a collaborator that cannot be built: the old configuration stays
             logger.exception("configuration reload failed; still serving sha256 %s", old.sha256)
             self.reloads["failed"] += 1
+            if runtime is not None:
+                runtime.hand_over_shared()  # they stay the old runtime's
+                await runtime.aclose()
             return False
+        old.runtime.hand_over_shared()
         self.current = Serving(runtime, Gate(runtime), configuration_digest(settings))
         self._on_swap(runtime)
         self.reloads["applied"] += 1
@@ -107,10 +114,17 @@ class Live:
 
     async def _retire(self, runtime: EdgeRuntime) -> None:
         """The old runtime: its in-flight requests finish, then its connections close."""
+        self._draining.add(runtime)
         try:
             await runtime.drain(runtime.settings.gateway.shutdown_timeout)
         finally:
+            self._draining.discard(runtime)
             await runtime.aclose()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered, by the current runtime and by those still draining."""
+        return self.current.runtime.in_flight + sum(runtime.in_flight for runtime in self._draining)
 
     async def aclose(self, timeout: float) -> None:
         """At shutdown: the current runtime drains and closes, and so do runtimes still retiring."""
@@ -127,6 +141,14 @@ def _keep_restart_only(running: Settings, loaded: Settings) -> Settings:
     for name in RESTART_ONLY:
         before, after = getattr(running.gateway, name), getattr(loaded.gateway, name)
         if before != after:
-            logger.warning("configuration reload: %s needs a restart; keeping %s (not %s)", name, before, after)
+            logger.warning(
+                "configuration reload: %s needs a restart; keeping %s (not %s)", name, _shown(before), _shown(after)
+            )
             kept[name] = before
     return replace(loaded, gateway=replace(loaded.gateway, **kept)) if kept else loaded
+
+
+def _shown(value: object) -> object:
+    """A value as a log line may show it: a URL's password masked (`RedisUrl.masked`)."""
+    masked = getattr(value, "masked", None)
+    return masked if isinstance(masked, str) else value

@@ -48,6 +48,7 @@ from gateway.edge.live import Live, Serving
 from gateway.edge.paths import AmbiguousPath, canonical_path
 from gateway.edge.record import RECORD_KEY, REQUEST_ID, RequestRecord, RouteClass, stamp, stamping
 from gateway.edge.runtime import EdgeRuntime
+from gateway.shared.feed import RedisFeed
 
 access_logger = logging.getLogger("gateway.access")
 
@@ -230,7 +231,37 @@ class _RuntimeCollector(Collector):
         for kind, count in (lookups.gaps if lookups is not None else {"user": 0, "organization": 0}).items():
             gaps.add_metric([kind], count)
         yield gaps
-        yield GaugeMetricFamily("gateway_requests_in_flight", "HTTP requests being answered.", value=runtime.in_flight)
+        yield GaugeMetricFamily("gateway_requests_in_flight", "HTTP requests being answered.", value=live.in_flight)
+        yield from _redis_metrics(runtime)
+
+
+def _redis_metrics(runtime: EdgeRuntime) -> Iterator[Metric]:
+    """Only with `GATEWAY_REDIS_URL`: a gateway without Redis has no Redis to be down."""
+    connection = runtime.redis
+    if connection is None:
+        return
+    yield GaugeMetricFamily(
+        "gateway_redis_up", "1 while Redis answers; 0: each replica serves from its own state and reconnects.",
+        value=int(connection.up),
+    )  # fmt: skip
+    failures = CounterMetricFamily(
+        "gateway_redis_failures", "Redis commands that failed, by operation (ping, feed, dedupe, refresh).",
+        labels=["operation"],
+    )  # fmt: skip
+    for operation, count in sorted(connection.failures.items()):
+        failures.add_metric([operation], count)
+    yield failures
+    feed = runtime.revocations.feed
+    yield CounterMetricFamily(
+        "gateway_revocation_feed_synchronisations",
+        "Times the revocations were loaded from Redis and written back (start, and every reconnection).",
+        value=feed.synchronised if isinstance(feed, RedisFeed) else 0,
+    )
+    shared = runtime.shared_refreshes
+    yield CounterMetricFamily(
+        "gateway_session_refreshes_shared", "Session refreshes answered by another replica's call (through Redis).",
+        value=shared.answers_shared if shared is not None else 0,
+    )  # fmt: skip
 
 
 _quote = json.encoder.encode_basestring_ascii  # what json.dumps uses: the same escapes, byte for byte

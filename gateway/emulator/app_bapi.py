@@ -2,7 +2,8 @@
 
 Besides Clerk's endpoints it has two emulator-only admin endpoints under `/v1/__emulator/`:
 `POST rotate_keys` (new signing key, old one kept in the JWKS for the grace period) and
-`GET state` (call counters and session statuses, for debugging). The machine endpoints (API keys,
+`GET state` (call counters, session statuses and webhook deliveries, for debugging and tests) and
+`POST webhooks` (`url`: one more endpoint to send Clerk's webhooks to). The machine endpoints (API keys,
 machines, M2M and OAuth tokens) live in `app_bapi_machines`.
 """
 
@@ -12,7 +13,7 @@ import hmac
 from typing import Any
 from urllib.parse import parse_qsl
 
-from litestar import Litestar, Request, get, post
+from litestar import Litestar, Request, delete, get, post
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
@@ -181,6 +182,13 @@ def create_bapi_app(instance: Instance) -> ASGIApp:
             raise not_found("user")
         return json_reply(bapi_user(user, created_ms))
 
+    @delete("/v1/users/{user_id:str}", status_code=200)
+    async def delete_user(user_id: FromPath[str]) -> ASGIResponse:
+        """Clerk's `DeleteUser`: answers the spec's `DeletedObject`; the user's sessions end with it."""
+        if not state.delete_user(user_id):
+            raise not_found("user")
+        return json_reply({"object": "user", "id": user_id, "deleted": True})
+
     def find_organization(organization_id: str) -> Any:
         organization = state.seed.organization(organization_id)
         if organization is None:
@@ -207,7 +215,16 @@ def create_bapi_app(instance: Instance) -> ASGIApp:
 
     @get("/v1/__emulator/state")
     async def emulator_state() -> ASGIResponse:
-        return json_reply(state.snapshot())
+        return json_reply({**state.snapshot(), "webhooks": instance.webhooks.snapshot()})
+
+    @post("/v1/__emulator/webhooks", status_code=200)
+    async def add_webhook_endpoint(request: Request[Any, Any, Any]) -> ASGIResponse:
+        """Send Clerk's webhooks to one more endpoint (`url`): for tests that learn the gateway's port late."""
+        url = text_param(await body_params(request), "url")
+        if not url or not url.startswith(("http://", "https://")):
+            raise param_invalid("url", "must be an http(s) URL")
+        instance.webhooks.add_url(url)
+        return json_reply(instance.webhooks.snapshot())
 
     return Litestar(
         route_handlers=[
@@ -221,10 +238,12 @@ def create_bapi_app(instance: Instance) -> ASGIApp:
             create_session_token,
             list_users,
             get_user,
+            delete_user,
             get_organization,
             list_memberships,
             rotate_keys,
             emulator_state,
+            add_webhook_endpoint,
             *machine_handlers(instance),
         ],
         before_request=require_secret_key,

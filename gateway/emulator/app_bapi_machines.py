@@ -19,7 +19,7 @@ from litestar.response.base import ASGIResponse
 from litestar.types import ControllerRouterHandler
 
 from gateway.emulator.errors import ClerkAPIError, not_found, param_invalid, param_missing
-from gateway.emulator.instance import Instance
+from gateway.emulator.instance import INSTANCE_ID, Instance
 from gateway.emulator.machine_tokens import (
     Machine,
     bapi_api_key,
@@ -31,7 +31,6 @@ from gateway.emulator.responses import json_reply
 from gateway.emulator.web import AnyRequest, body_params, query_param, text_param
 
 MACHINE_SECRET_PATHS = ("/v1/m2m_tokens",)
-INSTANCE_ID = "ins_emulator"
 
 
 def machine_secret_allowed(path: str) -> bool:
@@ -64,7 +63,6 @@ def _seconds(params: dict[str, Any]) -> float | None:
 
 def machine_handlers(instance: Instance) -> list[ControllerRouterHandler]:
     store = instance.machine_tokens
-    seed = instance.state.seed
 
     def calling_machine(request: AnyRequest) -> Machine | None:
         return store.machine_for_secret(_bearer(request))
@@ -82,7 +80,7 @@ def machine_handlers(instance: Instance) -> list[ControllerRouterHandler]:
             raise param_missing("name", 400)
         if not subject:
             raise param_missing("subject", 400)
-        if subject.startswith("user_") and seed.user(subject) is None:
+        if subject.startswith("user_") and instance.state.seed.user(subject) is None:
             raise not_found("user")
         key_type = text_param(params, "type") or "api_key"
         key = store.create_api_key(
@@ -238,7 +236,7 @@ def machine_handlers(instance: Instance) -> list[ControllerRouterHandler]:
         user_id = text_param(params, "user_id")
         if not user_id:
             raise param_missing("user_id", 400)
-        if seed.user(user_id) is None:
+        if instance.state.seed.user(user_id) is None:
             raise not_found("user")
         scopes = _scopes(params)
         seconds = _seconds(params) or 3600.0

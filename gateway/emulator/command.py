@@ -2,7 +2,8 @@
 
 Two ports: FAPI (`--fapi-port`, default 4500) and BAPI (`--bapi-port`, default 4501). SIGUSR1
 rotates the signing key (the old key stays in the JWKS for `--rotation-grace` seconds), as does
-`POST /v1/__emulator/rotate_keys` on BAPI. The banner prints a `curl` line that mints an API key
+`POST /v1/__emulator/rotate_keys` on BAPI. `--webhook URL` (repeatable) sends Clerk's webhooks there,
+signed with `--webhook-secret` (default: a random one, printed). The banner prints a `curl` line that mints an API key
 (`POST /v1/api_keys`). Heavy imports happen in `run` so `gateway --help` is cheap.
 """
 
@@ -35,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--nonce-in-query",
         action="store_true",
         help="production: send the handshake nonce in the redirect query instead of a cookie",
+    )
+    parser.add_argument(
+        "--webhook", action="append", default=[], metavar="URL",
+        help="send Clerk's webhooks (session revoked/ended/removed, user deleted) to URL (repeatable), e.g. "
+        "http://127.0.0.1:8080/__gateway/webhooks/clerk",
+    )  # fmt: skip
+    parser.add_argument(
+        "--webhook-secret", metavar="whsec_...", help="the webhooks' signing secret (default: a random one, printed)"
     )
     parser.add_argument("--seed", type=Path, help="seed TOML file (default: two users, one organization)")
     parser.add_argument("--key-file", type=Path, help="PEM RSA private key to sign with (default: generate)")
@@ -77,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             sign_in_url=args.sign_in_url,
             satellite_domains=tuple(args.satellite_domain),
             nonce_in_query=args.nonce_in_query,
+            webhook_urls=tuple(args.webhook),
+            webhook_secret=args.webhook_secret,
             seed=seed,
             signing_key=key,
         ).start()
@@ -97,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  CLERK_API_URL={server.bapi_url}")
     print(f"  CLERK_FAPI_URL={config.public_url}")
     print(f"  CLERK_SIGN_IN_URL={config.hosted_sign_in_url}")
+    print(f"  CLERK_WEBHOOK_SIGNING_SECRET={server.webhooks.secret}")
+    endpoints = ", ".join(server.webhooks.urls) or "none yet (--webhook URL, or POST /v1/__emulator/webhooks)"
+    print(f"Webhooks to: {endpoints}")
     print("Users: " + ", ".join(user.email for user in seed.users) + " (passwords in the seed file)")
     first_user = seed.users[0].id if seed.users else "user_alice"
     print("Mint an API key (prints its `secret`, for `Authorization: Bearer ak_…`):")

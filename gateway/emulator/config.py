@@ -26,6 +26,10 @@ class EmulatorConfig:
     sign_in_url: str | None = None
     satellite_domains: tuple[str, ...] = ()
     nonce_in_query: bool = False
+    webhook_urls: tuple[str, ...] = ()
+    """Endpoints sent Clerk's webhooks (more can be added at run time: `POST /v1/__emulator/webhooks`)."""
+    webhook_secret: str | None = None
+    """The endpoints' signing secret (`whsec_…`); None: a random one (the banner and the state show it)."""
     session_lifetime: int = 7 * 24 * 3600
     application_name: str = "session-gateway emulator"
 

@@ -32,6 +32,7 @@ from gateway.emulator.instance_keys import new_secret_key
 from gateway.emulator.seed import Seed, load_seed
 from gateway.emulator.signing import SigningKey
 from gateway.emulator.state import EmulatorState
+from gateway.emulator.webhooks import WebhookSender
 
 START_TIMEOUT = 10.0
 
@@ -115,6 +116,8 @@ class EmulatorServer:
         sign_in_url: str | None = None,
         satellite_domains: tuple[str, ...] = (),
         nonce_in_query: bool = False,
+        webhook_urls: tuple[str, ...] = (),
+        webhook_secret: str | None = None,
         seed: Seed | Path | None = None,
         signing_key: rsa.RSAPrivateKey | None = None,
         clock: Clock = system_clock,
@@ -130,6 +133,8 @@ class EmulatorServer:
             "sign_in_url": sign_in_url,
             "satellite_domains": tuple(satellite_domains),
             "nonce_in_query": nonce_in_query,
+            "webhook_urls": tuple(webhook_urls),
+            "webhook_secret": webhook_secret,
         }
         self._fapi_host_template = fapi_host
         self._public_url_template = public_url
@@ -214,6 +219,8 @@ class EmulatorServer:
                     raise EmulatorStartError(f"{url}/v1/health answered {response.status_code}")
 
     def stop(self) -> None:
+        if self._instance is not None:
+            self._instance.webhooks.close()
         for server in self._servers:
             server.should_exit = True
         if self._thread is not None:
@@ -295,6 +302,11 @@ class EmulatorServer:
 
     def jwks(self) -> dict[str, Any]:
         return self.instance.keys.jwks()
+
+    @property
+    def webhooks(self) -> WebhookSender:
+        """Where Clerk's webhooks go (`add_url`), their secret, and the deliveries (`wait_for`)."""
+        return self.instance.webhooks
 
     def rotate_keys(self) -> str:
         """Make a new key the signer (old one stays published for the grace period); returns its kid."""

@@ -7,8 +7,10 @@ both touch it. Time comes from the injected clock.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,9 @@ from gateway.emulator.clock import Clock
 from gateway.emulator.config import EmulatorConfig
 from gateway.emulator.ids import IdFactory
 from gateway.emulator.seed import Seed, SeedOrganization, SeedUser
+
+EventListener = Callable[[str, object], None]
+"""Told `(event type, record)` when something Clerk sends a webhook for happens (`session.revoked`, ...)."""
 
 ONE_TIME_TOKEN_LIFETIME = 300
 """Seconds a handshake nonce or a satellite link token stays redeemable."""
@@ -92,6 +97,13 @@ class EmulatorState:
         self.links: dict[str, LinkRequest] = {}
         self.calls: Counter[str] = Counter()
         """Counts of interesting calls, e.g. `calls["refresh"]`, `calls["handshake"]`, `calls["jwks"]`."""
+        self.listeners: list[EventListener] = []
+        """Called outside the lock, after the change (the webhook sender queues and returns)."""
+        self.deleted_user_ids: set[str] = set()
+
+    def emit(self, event_type: str, record: object) -> None:
+        for listener in tuple(self.listeners):
+            listener(event_type, record)
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -194,11 +206,14 @@ class EmulatorState:
             client.updated_at = now
         return session
 
-    def end_session(self, session: Session, status: str) -> None:
-        """Mark a session ended/revoked/removed; its client becomes signed out if it was the active one."""
+    def end_session(self, session: Session, status: str, *, notify: bool = True) -> None:
+        """Mark a session ended/revoked/removed; its client becomes signed out if it was the active one.
+
+        An active session that ends this way is announced (`session.<status>`) unless `notify` is False."""
         now = self.now()
         with self.lock:
-            if session.status == "active":
+            ending = session.status == "active"
+            if ending:
                 session.status = status
             session.updated_at = now
             client = self.clients.get(session.client_id)
@@ -206,6 +221,27 @@ class EmulatorState:
                 client.last_active_session_id = None
                 client.signed_in_at = 0
                 client.updated_at = now
+        if ending and notify:
+            self.emit(f"session.{status}", session)
+
+    def delete_user(self, user_id: str) -> bool:
+        """Delete a user as Clerk does: the user, their memberships, and their sessions (revoked, so no
+        refresh succeeds) go; one `user.deleted` is announced. False if there is no such user."""
+        with self.lock:
+            user = self.seed.user(user_id)
+            if user is None:
+                return False
+            self.seed = dataclasses.replace(
+                self.seed,
+                users=tuple(u for u in self.seed.users if u.id != user_id),
+                memberships=tuple(m for m in self.seed.memberships if m.user_id != user_id),
+            )
+            self.deleted_user_ids.add(user_id)
+            sessions = [s for s in self.sessions.values() if s.user_id == user_id]
+        for session in sessions:
+            self.end_session(session, "revoked", notify=False)
+        self.emit("user.deleted", user)
+        return True
 
     def set_active_organization(self, session: Session, id_or_slug: str | None) -> bool:
         """Activate an organization the user belongs to ("" = personal account); False if not allowed."""

@@ -27,6 +27,7 @@ from gateway.settings.parsing import (
     parse_path_segment,
     parse_secret,
     parse_text,
+    parse_webhook_signing_secret,
 )
 from gateway.settings.routes import parse_organization_sync
 from gateway.settings.table import setting
@@ -45,6 +46,11 @@ class ClerkSettings:
         None, parse_secret, env="CLERK_SECRET_KEY",
         help="Secret key (`sk_test_…`/`sk_live_…`) for the Backend API and the Frontend API proxy. "
         "Required unless `CLERK_JWT_KEY` is set (networkless: no refresh, handshake nonce or proxy).",
+    )  # fmt: skip
+    webhook_signing_secret: Secret | None = setting(
+        None, parse_webhook_signing_secret, env="CLERK_WEBHOOK_SIGNING_SECRET",
+        help="Signing secret (`whsec_…`) of a Clerk webhook endpoint pointed at `/__gateway/webhooks/clerk`; "
+        "set, revoked sessions and deleted users are refused at once (see \"Revocation through Clerk's webhooks\").",
     )  # fmt: skip
     jwt_key: PemKey[RSAPublicKey] | None = setting(
         None, parse_jwt_key, env="CLERK_JWT_KEY",

@@ -29,12 +29,22 @@ from gateway.settings.parsing import (
     parse_origin,
     parse_path_case,
     parse_path_pattern,
+    parse_redis_url,
     parse_text,
     seconds,
 )
 from gateway.settings.routes import parse_identity_headers, parse_routes
 from gateway.settings.table import setting
-from gateway.settings.values import IdentityHeaders, IPNetwork, ListenAddress, Mode, PathCase, PemKey, RouteRule
+from gateway.settings.values import (
+    IdentityHeaders,
+    IPNetwork,
+    ListenAddress,
+    Mode,
+    PathCase,
+    PemKey,
+    RedisUrl,
+    RouteRule,
+)
 
 DEFAULT_FRONTEND_API_PATH: str | None = "/__clerk"
 
@@ -86,6 +96,17 @@ class GatewaySettings:
         10.0, seconds(allow_zero=True), env="GATEWAY_MACHINE_TOKEN_REVOCATION_WINDOW",
         help="Seconds a Backend API answer about an opaque machine token (`ak_`, `mt_`, `oat_`) is reused "
         "(never past the token's expiry): a revoked token is refused within this time. 0 asks every time.",
+    )  # fmt: skip
+    revocation_retention: float = setting(
+        3600.0, seconds(), env="GATEWAY_REVOCATION_RETENTION",
+        help="Seconds a revocation heard through Clerk's webhooks is kept: at least your instance's longest "
+        "session-token lifetime plus clock skew (a token issued before it could be valid that long).",
+    )  # fmt: skip
+    redis_url: RedisUrl | None = setting(
+        None, parse_redis_url, env="GATEWAY_REDIS_URL",
+        help="Redis shared by every replica (`redis://host:6379/0`, `rediss://` for TLS, `unix:///path.sock`): "
+        "revocations reach all replicas and a session is refreshed once for all of them; without it each "
+        "process keeps its own (see \"Running several replicas\").",
     )  # fmt: skip
     path_case: PathCase = setting(
         "strict", parse_path_case, env="GATEWAY_PATH_CASE",

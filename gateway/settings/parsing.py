@@ -8,6 +8,8 @@ operator reads, so they are kept together to stay consistent.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import ipaddress
 import json
@@ -20,7 +22,7 @@ from gateway.clerk.errors import ConfigurationError
 from gateway.clerk.keys import PublishableKey, parse_publishable_key
 from gateway.clerk.token_types import TOKEN_TYPES, AcceptsToken, TokenType
 from gateway.settings.errors import InvalidValue
-from gateway.settings.values import MODES, PATH_CASES, IPNetwork, ListenAddress, Mode, PathCase, Secret
+from gateway.settings.values import MODES, PATH_CASES, IPNetwork, ListenAddress, Mode, PathCase, RedisUrl, Secret
 
 T = TypeVar("T")
 
@@ -48,6 +50,20 @@ def parse_text(value: object) -> str:
 
 def parse_secret(value: object) -> Secret:
     return Secret(parse_text(value))
+
+
+def parse_webhook_signing_secret(value: object) -> Secret:
+    """A Svix signing secret as Clerk's dashboard shows it: `whsec_` and base64 of the key."""
+    text = parse_text(value)
+    if not text.startswith("whsec_"):
+        raise InvalidValue("expected a webhook signing secret starting with `whsec_` (Clerk's dashboard: Webhooks)")
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise InvalidValue("the part after `whsec_` is not base64; copy the signing secret again") from None
+    if len(key) < 16:
+        raise InvalidValue("the signing secret is too short (under 16 bytes); copy it again")
+    return Secret(text)
 
 
 def parse_clerk_publishable_key(value: object) -> PublishableKey:
@@ -152,6 +168,31 @@ def parse_http_url(value: object) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidValue(f"expected an absolute http(s) URL, got {show(text)}")
     return text
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def parse_redis_url(value: object) -> RedisUrl:
+    """`redis://[user:password@]host[:port][/db]`, `rediss://` (TLS) or `unix:///path/to/socket[?db=N]`."""
+    text = parse_text(value)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise InvalidValue(f"not a valid URL: {RedisUrl(text)}") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise InvalidValue(f"expected a redis://, rediss:// or unix:// URL, got {RedisUrl(text)}")
+    if parts.scheme == "unix":
+        if not parts.path.startswith("/") or parts.netloc.rsplit("@", 1)[-1]:
+            raise InvalidValue(f"expected unix:///absolute/path/to/redis.sock, got {RedisUrl(text)}")
+        return RedisUrl(text)
+    if not parts.hostname:
+        raise InvalidValue(f"expected a host, as in redis://redis:6379/0, got {RedisUrl(text)}")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise InvalidValue(f"the path names the database and must be a number (/0), got {RedisUrl(text)}")
+    return RedisUrl(text)
 
 
 def parse_http_url_or_path(value: object) -> str:

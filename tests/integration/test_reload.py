@@ -17,10 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.edge.app import create_app
 from gateway.emulator.server import EmulatorServer
+from gateway.revocation.deny_list import Revocation
+from gateway.settings import Settings, load_settings
 from tests.support.browser import FETCH
-from tests.support.faults import serve_environment
-from tests.support.upstream import unused_port, upstream_in_thread
+from tests.support.faults import mint_token, serve_environment
+from tests.support.upstream import EchoUpstream, serving_asgi, unused_port, upstream_in_thread
 
 
 def _poll(check: Callable[[], bool], what: str, attempts: int = 500) -> None:
@@ -131,3 +134,43 @@ def test_sighup_reloads_the_configuration_in_place(served: Served) -> None:
     assert gateway.logged(f"listen needs a restart; keeping 127.0.0.1:{port} (not 127.0.0.1:{other_port})") == workers
     assert gateway.every_time("/c/x", 200) and gateway.every_time("/b/x", 401)
     assert gateway.process.poll() is None
+
+
+async def test_a_reload_keeps_the_deny_list_and_serves_the_new_rules(
+    dev_clerk: EmulatorServer, upstream: EchoUpstream, http_client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """In process: the revocations live as long as the process, handed from runtime to runtime."""
+    config = tmp_path / "gateway.toml"
+    config.write_text('[gateway]\npublic_paths = ["/a/*"]\n')
+    environ = {"CLERK_PUBLISHABLE_KEY": dev_clerk.publishable_key, "CLERK_SECRET_KEY": dev_clerk.secret_key,
+               "CLERK_API_URL": dev_clerk.api_url, "CLERK_FAPI_URL": dev_clerk.fapi_url,
+               "GATEWAY_UPSTREAM": upstream.url}  # fmt: skip
+
+    def load() -> Settings:
+        return load_settings(config, environ, require_upstream=True)
+
+    app = create_app(load(), reload_settings=load)
+    async with serving_asgi(app, lifespan="on") as url:
+        old = app.live.current.runtime
+        now = time.time()
+        old.revocations.deny_list.apply(Revocation("user", "user_bob", now + 60, now + 600))
+        anonymous = {"host": "app.test:8000", **FETCH}
+        bob = {**anonymous, "authorization": f"Bearer {mint_token(dev_clerk, 'user_bob')}"}
+        alice = {**anonymous, "authorization": f"Bearer {mint_token(dev_clerk, 'user_alice')}"}
+
+        async def status(path: str, headers: dict[str, str]) -> int:
+            return (await http_client.get(f"{url}{path}", headers=headers)).status_code
+
+        assert (await status("/x", bob), await status("/x", alice), await status("/a/x", anonymous)) == (401, 200, 200)
+        config.write_text('[gateway]\npublic_paths = ["/b/*"]\n')
+        assert await app.live.reload() is True
+        new = app.live.current.runtime
+        assert new is not old and new.revocations is old.revocations and app.state.runtime is new
+        assert (await status("/x", bob), await status("/x", alice)) == (401, 200)
+        assert (await status("/b/x", anonymous), await status("/a/x", anonymous)) == (200, 401)
+        config.write_text("[gateway\n")
+        assert await app.live.reload() is False and app.live.current.runtime is new
+        assert await status("/b/x", anonymous) == 200
+        metrics = (await http_client.get(f"{url}/__gateway/metrics")).text
+        assert 'gateway_config_reloads_total{result="applied"} 1.0' in metrics
+        assert 'gateway_config_reloads_total{result="refused"} 1.0' in metrics
