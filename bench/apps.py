@@ -76,6 +76,7 @@ def litestar_mount_app() -> Any:
 
     from gateway.edge.endpoints import HANDLERS
     from gateway.edge.gate import Gate
+    from gateway.edge.live import Live
     from gateway.edge.observability import Observability
     from gateway.edge.runtime import EdgeRuntime
     from gateway.settings_command import load_or_exit
@@ -98,5 +99,5 @@ def litestar_mount_app() -> Any:
 
     app = Litestar(route_handlers=[*HANDLERS, proxied], lifespan=[lifespan], openapi_config=None, debug=False)
     app.state.runtime = runtime
-    app.asgi_handler = Observability(app.asgi_handler, runtime, access_log=settings.gateway.access_log)
+    app.asgi_handler = Observability(app.asgi_handler, Live(runtime), access_log=settings.gateway.access_log)
     return app

@@ -25,6 +25,7 @@ from gateway.clerk.options import CLERK_API_VERSION
 from gateway.edge.frontend_api import configured_proxy_url
 from gateway.edge.runtime import frontend_api_base_url
 from gateway.settings import Settings
+from gateway.settings.apps import AppSettings
 
 Status = Literal["ok", "FAIL", "note", "skip"]
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
@@ -118,7 +119,7 @@ class Doctor:
             *await self.satellite(),
             *self.origin(),
             await self.frontend_api_proxy(),
-            await self.upstream(),
+            *await asyncio.gather(*(self.upstream(app) for app in self.gateway.served_apps())),
         ]
         return found
 
@@ -373,16 +374,19 @@ class Doctor:
             "check CLERK_FAPI_URL / the publishable key, and that this machine may reach the Frontend API.",
         )  # fmt: skip
 
-    async def upstream(self) -> Verdict:
-        upstream = self.gateway.upstream
+    async def upstream(self, app: AppSettings) -> Verdict:
+        """One verdict per app; the check is `upstream` alone for the default app, `upstream (name)` for others."""
+        upstream = app.upstream
+        check = "upstream" if app.implicit else f"upstream ({app.name})"
+        setting = "GATEWAY_UPSTREAM" if app.implicit else f"the upstream of [[gateway.apps]] {app.name!r}"
         if not upstream:
-            return Verdict("upstream", "skip", "no GATEWAY_UPSTREAM (forward-auth only).")
+            return Verdict(check, "skip", "no GATEWAY_UPSTREAM (forward-auth only).")
         reply = await self.get(upstream)
         if reply.answered:
-            return Verdict("upstream", "ok", f"the app answers at {upstream} (HTTP {reply.status}).")
+            return Verdict(check, "ok", f"the app answers at {upstream} (HTTP {reply.status}).")
         return Verdict(
-            "upstream", "FAIL", f"the app does not answer at {upstream} ({reply.error}).",
-            "start the app, or fix GATEWAY_UPSTREAM.",
+            check, "FAIL", f"the app does not answer at {upstream} ({reply.error}).",
+            f"start the app, or fix {setting}.",
         )  # fmt: skip
 
 

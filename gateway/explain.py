@@ -2,9 +2,10 @@
 
 Reads requests as JSON lines on stdin and writes one JSON decision a line, running the real flow with
 the configured settings, I/O included (JWKS, refresh and handshake-nonce calls go to the Backend API).
-Then the route policy, as the gateway runs it on the request's canonical path and its readings:
-`policy` names the rule that decided (`route 2 (/admin/*)`), its verdict and why (the condition that
-failed, e.g. `not met: plan = 'pro'`).
+Then the app the request is for (`app`: its name and the path it receives, by host then path prefix,
+as `[[gateway.apps]]` say; null when no app takes it) and that app's route policy, as the gateway runs
+it on that path and its readings: `policy` names the rule that decided (`route 2 (/admin/*)`), its
+verdict and why (the condition that failed, e.g. `not met: plan = 'pro'`).
 `--trace` adds the rows of the decision table the request went through, in order. A JWKS that cannot
 be loaded is reported once on stderr at the end, not once a fetch.
 """
@@ -24,8 +25,18 @@ from gateway.clerk.decide import AuthState
 from gateway.clerk.errors import ClerkProtocolError
 from gateway.clerk.request import RequestView
 from gateway.clerk_api.authenticator import Authenticator
-from gateway.edge.paths import AmbiguousPath, canonical_path
+from gateway.edge.app_choice import AppChooser
+from gateway.edge.apps import app_policy
+from gateway.edge.paths import AmbiguousPath, CanonicalPath, canonical_path
 from gateway.edge.policy import Policy
+from gateway.settings import GatewaySettings
+
+Apps = AppChooser[tuple[str, Policy]]
+"""Each app's name and route policy, chosen as the gateway chooses."""
+
+
+def explained_apps(gateway: GatewaySettings) -> Apps:
+    return AppChooser([(app, (app.name, app_policy(app, gateway))) for app in gateway.served_apps()])
 
 EXAMPLE = (
     '{"method": "GET", "url": "https://app.example.com/x", '
@@ -46,11 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from gateway.settings_command import load_or_exit
 
     settings = load_or_exit(args.config, require_upstream=False)
-    policy = Policy(settings.gateway)
+    apps = explained_apps(settings.gateway)
     return asyncio.run(
-        explain_stream(
-            Authenticator(settings.clerk), sys.stdin, sys.stdout, policy, trace=args.trace, errors=sys.stderr
-        )
+        explain_stream(Authenticator(settings.clerk), sys.stdin, sys.stdout, apps, trace=args.trace, errors=sys.stderr)
     )
 
 
@@ -58,7 +67,7 @@ async def explain_stream(
     authenticator: Authenticator,
     lines: Iterable[str],
     out: TextIO,
-    policy: Policy | None = None,
+    apps: Apps | None = None,
     *,
     trace: bool = False,
     errors: TextIO | None = None,
@@ -72,7 +81,7 @@ async def explain_stream(
         for line in lines:
             if not line.strip():
                 continue
-            result = await explain_line(authenticator, line, policy, trace=trace)
+            result = await explain_line(authenticator, line, apps, trace=trace)
             failures += "error" in result
             out.write(json.dumps(result, ensure_ascii=False) + "\n")
             out.flush()
@@ -100,7 +109,7 @@ def jwks_summary(authenticator: Authenticator) -> str | None:
 
 
 async def explain_line(
-    authenticator: Authenticator, line: str, policy: Policy | None = None, *, trace: bool = False
+    authenticator: Authenticator, line: str, apps: Apps | None = None, *, trace: bool = False
 ) -> dict[str, Any]:
     try:
         item = json.loads(line)
@@ -116,8 +125,8 @@ async def explain_line(
         failed = {"status": "error", "http_status": 400, "reason": error.reason, "message": error.message}
         return failed if rows is None else {**failed, "trace": rows}
     result = describe(state)
-    if policy is not None:
-        result["policy"] = describe_policy(policy, view, state)
+    if apps is not None:
+        result.update(describe_app_and_policy(apps, view, state))
     if rows is not None:
         result["trace"] = rows
     return result
@@ -166,14 +175,27 @@ def describe(state: AuthState) -> dict[str, Any]:
     }
 
 
-def describe_policy(policy: Policy, view: RequestView, state: AuthState) -> dict[str, Any]:
-    """Which rule decided the request's path and method, its verdict and why."""
-    if state.headers and state.location is not None:
-        return {"verdict": None, "because": "Clerk's decision redirects first; the route policy is not asked"}
+def describe_app_and_policy(apps: Apps, view: RequestView, state: AuthState) -> dict[str, Any]:
+    """The app the request is for, and which of its rules decided the path and method, the verdict and why."""
+    parts = urlsplit(view.url)
     try:
-        path = canonical_path((urlsplit(view.url).path or "/").encode("utf-8"))
+        path = canonical_path((parts.path or "/").encode("utf-8"))
     except AmbiguousPath as error:
-        return {"verdict": "refused", "http_status": 400, "because": error.message}
+        return {"app": None, "policy": {"verdict": "refused", "http_status": 400, "because": error.message}}
+    chosen = apps.choose(parts.netloc, parts.scheme, path)
+    if chosen is None:
+        refused = {"verdict": "refused", "http_status": 404, "because": "no app takes this host and path (no_app)"}
+        return {"app": None, "policy": refused}
+    name, policy = chosen.app
+    app = {"name": name, "path": chosen.path.judged}
+    if state.headers and state.location is not None:
+        return {"app": app, "policy": {"verdict": None,
+                                       "because": "Clerk's decision redirects first; the route policy is not asked"}}
+    return {"app": app, "policy": describe_policy(policy, chosen.path, view, state)}
+
+
+def describe_policy(policy: Policy, path: CanonicalPath, view: RequestView, state: AuthState) -> dict[str, Any]:
+    """Which rule decided the app's path and method, its verdict and why."""
     claims = state.claims if state.status == "signed-in" else None
     decision = policy.decide(path.readings, view.headers, claims, view.method)
     rule = decision.rule

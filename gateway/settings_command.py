@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gateway.settings import Settings, SettingsError, load_settings
+from gateway.settings.apps import AppSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,9 +63,12 @@ def summary_lines(settings: Settings) -> list[str]:
         ("upstream", gateway.upstream or "(not set)"),
         ("listen", f"{gateway.listen} ({gateway.workers} worker{'s' if gateway.workers > 1 else ''})"),
         ("mode", gateway.mode),
+        ("redis", str(gateway.redis_url) if gateway.redis_url else "(not set: each process keeps its own state)"),
         ("secret key", settings.masked_secret_key or "(not set: networkless verification only)"),
         ("jwt key", verification_key.source if verification_key else "(not set: keys come from the JWKS)"),
     ]
+    if gateway.apps:
+        rows.insert(5, ("apps", ", ".join(_app_summary(app) for app in gateway.served_apps())))
     width = max(len(label) for label, _ in rows) + 1
     return ["configuration OK"] + [f"  {label + ':':<{width}} {value}" for label, value in rows]
 
@@ -77,3 +81,10 @@ def _frontend_api(settings: Settings) -> str:
     if clerk.frontend_api_url:
         description += f" (served by {clerk.frontend_api_url})"
     return description
+
+
+def _app_summary(app: AppSettings) -> str:
+    """`prometheus (tools.localhost:8080/prom → http://127.0.0.1:9090)`."""
+    where = "|".join(app.hosts) if app.hosts else "*"
+    prefix = "" if app.path_prefix == "/" else app.path_prefix
+    return f"{app.name} ({where}{prefix} → {app.upstream})"

@@ -27,7 +27,7 @@ from gateway.clerk.options import ClerkOptions
 from gateway.clerk.request import RequestView
 from gateway.clerk.token_types import AcceptsToken
 from gateway.clerk.verify import VerifiedTokenCache, still_verified
-from gateway.clerk_api.backend import BackendApi
+from gateway.clerk_api.backend import BackendApi, SharedRefreshes
 from gateway.clerk_api.jwks import JwksCache
 from gateway.clerk_api.machine_tokens import DEFAULT_REVOCATION_WINDOW, MachineTokenAnswers
 
@@ -46,12 +46,16 @@ class Authenticator:
         jwks_min_refetch_interval: float = 5.0,
         machine_revocation_window: float = DEFAULT_REVOCATION_WINDOW,
         clock: Callable[[], float] = time.time,
+        shared_refreshes: SharedRefreshes | None = None,
     ) -> None:
+        """`shared_refreshes`: collapse refreshes across replicas too (Redis), beside this process's."""
         self.options = options
         self.clock = clock
         self.token_cache = VerifiedTokenCache(token_cache_size)
         self.backend: BackendApi | None = (
-            BackendApi.from_options(options, client=http_client) if options.secret_key else None
+            BackendApi.from_options(options, client=http_client, shared_refreshes=shared_refreshes)
+            if options.secret_key
+            else None
         )
         self.jwks: JwksCache | None = (
             JwksCache(self.backend, ttl=jwks_ttl, min_refetch_interval=jwks_min_refetch_interval)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -46,6 +46,15 @@ class _RefreshKey:
     refresh_token: str
     suffixed_cookies: bool
     request_origin: str
+
+
+class SharedRefreshes(Protocol):
+    """Refreshes collapsed across processes (replicas): `run` answers with the one call any of them made.
+
+    `parts` identify the refresh (the `_RefreshKey` fields, in order); an implementation keys on a
+    digest of them and calls `call` itself whenever it cannot share (e.g. Redis away)."""
+
+    async def run(self, parts: tuple[str, ...], call: Callable[[], Awaitable[ApiResponse]]) -> ApiResponse: ...
 
 
 def _is_worth_reusing(response: ApiResponse) -> bool:
@@ -87,6 +96,7 @@ class BackendApi:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         refresh_result_ttl: float = DEFAULT_REFRESH_RESULT_TTL,
         clock: Callable[[], float] = time.monotonic,
+        shared_refreshes: SharedRefreshes | None = None,
     ) -> None:
         if not secret_key:
             raise ConfigurationError("CLERK_SECRET_KEY", "A secret key is required to call the Backend API.")
@@ -103,6 +113,8 @@ class BackendApi:
         self._refreshes: SingleFlight[_RefreshKey, ApiResponse] = SingleFlight(
             result_ttl=refresh_result_ttl, cache_if=_is_worth_reusing, clock=clock
         )
+        self._shared_refreshes = shared_refreshes
+        self._refresh_http_calls = 0
 
     @classmethod
     def from_options(cls, options: ClerkOptions, **kwargs: Any) -> BackendApi:
@@ -117,21 +129,27 @@ class BackendApi:
 
     @property
     def refresh_calls_started(self) -> int:
-        """Refresh calls that really went out (the others shared one of these)."""
-        return self._refreshes.calls_started
+        """Refresh calls that really went out from this process (the others shared one of these)."""
+        return self._refresh_http_calls
 
     async def fetch_jwks(self) -> ApiResponse:
         """`GET /jwks` (PROTOCOL.md §7.3); `JwksCache` interprets the answer."""
         return await self._call("GET", "/jwks")
 
     async def refresh_session(self, ask: RefreshSession) -> ApiResponse:
-        """`POST /sessions/{sid}/refresh` (PROTOCOL.md §6.2), one HTTP call per burst of identical asks."""
+        """`POST /sessions/{sid}/refresh` (PROTOCOL.md §6.2), one HTTP call per burst of identical asks:
+        per process always, across replicas too when `shared_refreshes` is given."""
         key = _RefreshKey(
             ask.session_id, ask.expired_token, ask.refresh_token, ask.suffixed_cookies, ask.request_origin
         )
-        return await self._refreshes.run(key, lambda: self._refresh_once(ask))
+        shared = self._shared_refreshes
+        if shared is None:
+            return await self._refreshes.run(key, lambda: self._refresh_once(ask))
+        parts = (key.session_id, key.expired_token, key.refresh_token, str(key.suffixed_cookies), key.request_origin)
+        return await self._refreshes.run(key, lambda: shared.run(parts, lambda: self._refresh_once(ask)))
 
     async def _refresh_once(self, ask: RefreshSession) -> ApiResponse:
+        self._refresh_http_calls += 1
         return await self._call(
             "POST",
             f"/sessions/{_path_segment(ask.session_id)}/refresh",

@@ -1,12 +1,15 @@
-"""`gateway demo`: the emulator, the sample tool, a gateway in front of it and one for a satellite domain.
+"""`gateway demo`: the emulator, two apps behind one gateway (the sample tool, and a team wiki on its own
+host name with another identity preset), and a second gateway for a satellite domain.
 
 Host names under `.localhost` resolve to loopback in browsers with no hosts-file edit, and give the
-primary app, the satellite and the Frontend API cookie jars of their own, as in production.
+primary app, the wiki, the satellite and the Frontend API cookie jars of their own, as in production.
+Both apps get a signed identity assertion (a key made at start), each with its own audience.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -15,10 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.clerk.keys import make_publishable_key
 
@@ -36,6 +41,9 @@ class DemoPlan:
     satellite_port: int
     token_lifetime: int
     secret_key: str
+    wiki_port: int = 3001
+    assertion_key_path: str = ""
+    """The PEM key signing the identity assertion (written by `Demo.start`); empty: no assertion."""
 
     @property
     def fapi_host(self) -> str:
@@ -48,6 +56,15 @@ class DemoPlan:
     @property
     def primary_origin(self) -> str:
         return f"http://tools.localhost:{self.gateway_port}"
+
+    @property
+    def wiki_origin(self) -> str:
+        """The second app: another host name on the primary gateway's address."""
+        return f"http://wiki.localhost:{self.gateway_port}"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}/__gateway/jwks.json"
 
     @property
     def satellite_origin(self) -> str:
@@ -74,11 +91,30 @@ class DemoPlan:
             "CLERK_FAPI_URL": f"http://{self.fapi_host}",
         }
 
+    def assertion_environment(self) -> dict[str, str]:
+        if not self.assertion_key_path:
+            return {}
+        return {"GATEWAY_ASSERTION_KEY": self.assertion_key_path, "GATEWAY_ASSERTION_AUDIENCE": "tools"}
+
+    def wiki_app(self) -> dict[str, object]:
+        """The wiki as `[[gateway.apps]]` (its host carries the port chosen at start, so it comes as
+        `GATEWAY_APPS`; the sample tool is the top-level upstream, the app of every other host)."""
+        return {
+            "name": "wiki",
+            "hosts": [self.wiki_origin.removeprefix("http://")],
+            "upstream": f"http://127.0.0.1:{self.wiki_port}",
+            "assertion_audience": "wiki",
+            "identity": {"presets": ["remote-user"], "user": "email",
+                         "headers": {"X-Wiki-Author": "{full_name} <{email}>"}},
+        }
+
     def primary_environment(self) -> dict[str, str]:
         return {
             **self.clerk_environment(),
+            **self.assertion_environment(),
             "CLERK_SIGN_IN_URL": self.sign_in_url,
             "GATEWAY_UPSTREAM": f"http://127.0.0.1:{self.app_port}",
+            "GATEWAY_APPS": json.dumps([self.wiki_app()]),
             "GATEWAY_LISTEN": f"127.0.0.1:{self.gateway_port}",
             "GATEWAY_PUBLIC_ORIGIN": self.primary_origin,
             # the satellite may ask the primary to send browsers back to it (sync)
@@ -92,6 +128,7 @@ class DemoPlan:
             "CLERK_DOMAIN": "satellite.localhost",
             "CLERK_SIGN_IN_URL": f"{self.primary_origin}/sign-in",
             "CLERK_SATELLITE_AUTO_SYNC": "true",
+            **self.assertion_environment(),
             "GATEWAY_UPSTREAM": f"http://127.0.0.1:{self.app_port}",
             "GATEWAY_LISTEN": f"127.0.0.1:{self.satellite_port}",
             "GATEWAY_PUBLIC_ORIGIN": self.satellite_origin,
@@ -104,14 +141,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app-port", type=int, default=3000)
     parser.add_argument("--port", type=int, default=8000, help="the primary gateway's port")
     parser.add_argument("--satellite-port", type=int, default=8001)
+    parser.add_argument("--wiki-port", type=int, default=3001, help="the second app's own (loopback) port")
     parser.add_argument("--token-lifetime", type=int, default=60, help="session token lifetime in seconds")
 
 
 def run(args: argparse.Namespace) -> int:
     plan = DemoPlan(args.fapi_port, args.bapi_port, args.app_port, args.port, args.satellite_port,
-                    args.token_lifetime, "sk_test_demo_" + secrets.token_urlsafe(24))
-    busy = [port for port in (plan.fapi_port, plan.bapi_port, plan.app_port, plan.gateway_port, plan.satellite_port)
-            if not port_is_free(port)]
+                    args.token_lifetime, "sk_test_demo_" + secrets.token_urlsafe(24), wiki_port=args.wiki_port)
+    ports = (plan.fapi_port, plan.bapi_port, plan.app_port, plan.wiki_port, plan.gateway_port, plan.satellite_port)
+    busy = [port for port in ports if not port_is_free(port)]
     if busy:
         print(f"demo: port(s) {', '.join(map(str, busy))} already in use (another demo still running?)",
               file=sys.stderr)
@@ -157,7 +195,8 @@ def banner(plan: DemoPlan, api_key: str | None = None) -> str:
 session-gateway demo is running.
 
   Open  {plan.primary_origin}/            (the internal tool, behind the gateway)
-  Also  {plan.satellite_origin}/       (a satellite domain, signed in through the sync round trip)
+  Also  {plan.wiki_origin}/             (a second app on its own host name: the remote-user headers)
+        {plan.satellite_origin}/       (a satellite domain, signed in through the sync round trip)
         {plan.primary_origin}/sdk         (the tool signing in with Clerk's own browser SDK, clerk-js)
 
   Sign in as  alice@example.com / alice-password   (org admin: can open /admin)
@@ -181,6 +220,16 @@ def mint_api_key(bapi_url: str, secret_key: str, subject: str, *, name: str, sco
     return secret
 
 
+def write_assertion_key(directory: Path) -> Path:
+    """A fresh P-256 key for the identity assertion, readable by this user only."""
+    path = directory / "assertion-key.pem"
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+    return path
+
+
 class Demo:
     """Starts the processes in order, waits for each to be ready, stops them all on exit."""
 
@@ -199,6 +248,8 @@ class Demo:
 
     def start(self, progress: object = None) -> None:
         report = progress if callable(progress) else (lambda text: None)
+        if not self.plan.assertion_key_path:
+            self.plan = replace(self.plan, assertion_key_path=str(write_assertion_key(self.logs)))
         plan = self.plan
         python = sys.executable
         report(f"Clerk emulator on {plan.fapi_host}")
@@ -214,8 +265,16 @@ class Demo:
             "DEMO_PRIMARY_URL": f"{plan.primary_origin}/",
             "DEMO_SIGN_IN_URL": plan.sign_in_url,
             "DEMO_CLERK_PUBLISHABLE_KEY": plan.publishable_key,  # for the clerk-js page, /sdk
+            "DEMO_GATEWAY_JWKS_URL": plan.jwks_url,
+            "DEMO_ASSERTION_AUDIENCE": "tools",
+        })
+        report(f"team wiki on 127.0.0.1:{plan.wiki_port}")
+        self._spawn("wiki", [python, "-m", "gateway.demo.wiki_app", "--port", str(plan.wiki_port)], {
+            "DEMO_GATEWAY_JWKS_URL": plan.jwks_url,
+            "DEMO_ASSERTION_AUDIENCE": "wiki",
         })
         self._wait_ready("sample app", f"http://127.0.0.1:{plan.app_port}/healthz")
+        self._wait_ready("wiki", f"http://127.0.0.1:{plan.wiki_port}/healthz")
         report(f"gateway on {plan.primary_origin}")
         self._spawn("gateway", [python, "-m", "gateway", "serve", "--config", str(CONFIG)], plan.primary_environment())
         report(f"satellite gateway on {plan.satellite_origin}")

@@ -21,6 +21,8 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
+from gateway.demo.received import AssertionReader, received_card
+
 
 @dataclass(frozen=True)
 class SampleSettings:
@@ -33,6 +35,7 @@ class SampleSettings:
 
 
 SETTINGS = web.AppKey("settings", SampleSettings)
+READER = web.AppKey("reader", AssertionReader)
 CHUNK = 256 * 1024
 CLERK_JS_DIST = Path(__file__).resolve().parent / "clerk-js" / "node_modules" / "@clerk" / "clerk-js" / "dist"
 CLERK_JS_STATIC = "/static/clerk-js"
@@ -42,7 +45,8 @@ nav a{margin-right:1rem} .card{border:1px solid #d6dae3;border-radius:8px;paddin
 dt{font-weight:600} dd{margin:0 0 .5rem 0;font-family:ui-monospace,monospace;overflow-wrap:anywhere}
 .muted{color:#687086} ul.permissions{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:.3rem}
 ul.permissions li{background:#eef1f6;border-radius:4px;padding:.05rem .4rem;max-width:100%;overflow-wrap:anywhere}
-button{padding:.4rem .9rem} h1{font-size:1.5rem}
+button{padding:.4rem .9rem} h1{font-size:1.5rem} h2{font-size:1.1rem}
+pre{background:#f3f5f9;padding:.75rem;border-radius:6px;overflow-x:auto}
 """
 
 
@@ -105,6 +109,7 @@ async def dashboard(request: web.Request) -> web.Response:
             body += f'<p>Back to the <a id=primary href="{html.escape(primary)}">primary domain</a>.</p>'
     elif satellite:
         body += f'<p>Also open the <a id=satellite href="{html.escape(satellite)}">satellite domain</a>.</p>'
+    body += await received_card(request.headers, request.app[READER])
     return page(request, "Dashboard", body)
 
 
@@ -217,7 +222,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def build_app(name: str = "Acme internal tool", satellite_url: str = "", sign_in_url: str = "",
-              publishable_key: str = "", clerk_js_dist: Path = CLERK_JS_DIST, primary_url: str = "") -> web.Application:
+              publishable_key: str = "", clerk_js_dist: Path = CLERK_JS_DIST, primary_url: str = "",
+              jwks_url: str = "", audience: str = "") -> web.Application:
     app = web.Application(client_max_size=0)
     app.router.add_get("/", dashboard)
     app.router.add_get("/admin", admin)
@@ -230,6 +236,7 @@ def build_app(name: str = "Acme internal tool", satellite_url: str = "", sign_in
     app.router.add_get("/sdk", sdk_page)
     app[SETTINGS] = SampleSettings(name, satellite_url, sign_in_url, primary_url, publishable_key,
                                    clerk_js_dist.is_dir())
+    app[READER] = AssertionReader(jwks_url, audience)
     if app[SETTINGS].clerk_js:
         app.router.add_static(CLERK_JS_STATIC, clerk_js_dist, append_version=False)
     return app
@@ -245,9 +252,12 @@ def main() -> None:
     parser.add_argument("--primary-url", default=os.environ.get("DEMO_PRIMARY_URL", ""))
     parser.add_argument("--publishable-key", default=os.environ.get("DEMO_CLERK_PUBLISHABLE_KEY", ""),
                         help="for the clerk-js page (/sdk)")
+    parser.add_argument("--jwks-url", default=os.environ.get("DEMO_GATEWAY_JWKS_URL", ""),
+                        help="the gateway's /__gateway/jwks.json, to verify the identity assertion")
+    parser.add_argument("--audience", default=os.environ.get("DEMO_ASSERTION_AUDIENCE", ""))
     args = parser.parse_args()
     app = build_app(args.name, args.satellite_url, args.sign_in_url, args.publishable_key,
-                    primary_url=args.primary_url)
+                    primary_url=args.primary_url, jwks_url=args.jwks_url, audience=args.audience)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 

@@ -1,8 +1,8 @@
 """The one admission pipeline every entrance uses: proxied requests, forward-auth, WebSocket upgrades
 and the Frontend API proxy.
 
-    limits → canonical path → Host allow-list → the request view → the Clerk decision → the route policy
-    → one outcome (`gateway.edge.outcomes`)
+    limits → canonical path → Host allow-list → the app (`gateway.edge.app_choice`) → the request view
+    → the Clerk decision → the app's route policy → one outcome (`gateway.edge.outcomes`)
 
 An entrance turns what it received into an `Incoming` (the request as the app will receive it: for
 forward-auth, the original request a trusted proxy describes) and renders the outcome in its own
@@ -24,12 +24,13 @@ from gateway.clerk.errors import ClerkProtocolError
 from gateway.clerk.redirects import sign_in_url
 from gateway.clerk.request import RequestView
 from gateway.clerk_api.authenticator import Authenticator
+from gateway.edge.app_choice import AppChooser
+from gateway.edge.apps import App
 from gateway.edge.loops import Loop, LoopGuard, log_loop
 from gateway.edge.machine_rules import route_accepts
 from gateway.edge.navigation import is_navigation
 from gateway.edge.outcomes import Deny, Outcome, outcome_for
 from gateway.edge.paths import AmbiguousPath, CanonicalPath, canonical_path
-from gateway.edge.policy import Policy
 from gateway.edge.session_memo import SessionMemo
 from gateway.forwarded import FORWARDING_HEADER_PREFIX, FORWARDING_HEADERS, ForwardedPolicy
 from gateway.revocation import REVOKED, DenyList, is_revoked
@@ -71,13 +72,16 @@ class Incoming:
 @dataclass(frozen=True, slots=True)
 class Screened:
     """What the steps before the decision made of a request: its canonical path, the believed headers
-    (merged under lower-case names), the public host and whether it is a navigation."""
+    (merged under lower-case names), the public host, whether it is a navigation, the app it is for
+    (None: no app takes it) and the path that app receives (`path` itself unless it strips a prefix)."""
 
     incoming: Incoming
     path: CanonicalPath
     headers: dict[str, str]
     host: str
     navigation: bool
+    app: App | None
+    app_path: CanonicalPath
 
     def view(self) -> RequestView:
         """What Clerk's decision reads: Clerk computes its URL from the raw path and query, as sent."""
@@ -96,7 +100,7 @@ class Admission:
         self,
         settings: Settings,
         authenticator: Authenticator,
-        policy: Policy,
+        apps: AppChooser[App],
         forwarded: ForwardedPolicy,
         *,
         keys_available: Callable[[], bool],
@@ -105,7 +109,7 @@ class Admission:
         gateway = settings.gateway
         self.settings = settings
         self.authenticator = authenticator
-        self.policy = policy
+        self.apps = apps
         self.forwarded = forwarded
         self._keys_available = keys_available
         self.deny_list = deny_list if deny_list is not None else DenyList()
@@ -140,7 +144,10 @@ class Admission:
         host_header = headers.get("host")  # two `Host` lines are merged into a list, which is not a host
         if (host_header and not is_host(host_header)) or (host != incoming.server_host and not is_host(host)):
             return Deny(400, "bad_host", "The request's host is not a host name.", navigation)
-        return Screened(incoming, path, headers, host, navigation)
+        chosen = self.apps.choose(host, _public_scheme(headers, incoming.scheme), path)
+        if chosen is None:
+            return Screened(incoming, path, headers, host, navigation, None, path)
+        return Screened(incoming, path, headers, host, navigation, chosen.app, chosen.path)
 
     def view_of(self, scope: dict[str, Any]) -> RequestView | Deny:
         """For the gateway's own endpoints: the request screened as any other, then Clerk's view of it."""
@@ -204,9 +211,13 @@ class Admission:
         return screened, await self.decide(screened)
 
     async def decide(self, screened: Screened) -> Outcome:
-        """The Clerk decision (or a remembered one), the route policy, the outcome table."""
-        incoming, headers = screened.incoming, screened.headers
-        accepts = route_accepts(self.policy.rules_for(screened.path.readings, incoming.method)[0])
+        """The Clerk decision (or a remembered one), the app's route policy, the outcome table."""
+        incoming, headers, app = screened.incoming, screened.headers, screened.app
+        if app is None:
+            return Deny(404, "no_app", "No app is served at this address.", screened.navigation)
+        accepts = route_accepts(app.policy.rules_for(screened.app_path.readings, incoming.method)[0])
+        if accepts is None:
+            accepts = app.accepts_token
         key = None
         if self.memo is not None:
             key = decision_key(
@@ -220,6 +231,7 @@ class Admission:
                 accepts=accepts,
             )
             if key is not None:
+                key = app.memo_prefix + key
                 remembered = self._remembered(key, screened)
                 if remembered is not None:
                     return remembered
@@ -263,8 +275,9 @@ class Admission:
             signed_in = state.status == "signed-in"
             claims = state.claims if signed_in else None
             machine = state.machine if signed_in else None
-            decision = self.policy.decide(
-                screened.path.readings, screened.headers, claims, incoming.method, machine=machine
+            assert screened.app is not None
+            decision = screened.app.policy.decide(
+                screened.app_path.readings, screened.headers, claims, incoming.method, machine=machine
             )
 
         def sign_in_location() -> str:
@@ -330,6 +343,16 @@ def is_host(value: str) -> bool:
     """A `Host` (or `X-Forwarded-Host` item) that names one host and port, nothing else."""
     match = _HOST.fullmatch(value)
     return match is not None and (match.group(1) is None or int(match.group(1)) <= 65535)
+
+
+def _public_scheme(headers: dict[str, str], scheme: str) -> str:
+    """The scheme the client used (a believed `X-Forwarded-Proto`), for the host's default port."""
+    forwarded = headers.get("x-forwarded-proto")
+    if forwarded:
+        first = forwarded.split(",", 1)[0].strip().lower()
+        if first in ("http", "https"):
+            return first
+    return scheme
 
 
 def _public_host(headers: dict[str, str], server: str) -> str:

@@ -22,11 +22,13 @@ from gateway.asgi_types import Receive, Scope, Send
 from gateway.edge import answers
 from gateway.edge.endpoints import HANDLERS
 from gateway.edge.gate import Gate
-from gateway.edge.observability import Observability, configure_access_log
+from gateway.edge.live import Live
+from gateway.edge.observability import SERVING_KEY, Observability, configure_access_log
 from gateway.edge.paths import AmbiguousPath, canonical_path
 from gateway.edge.record import record_of, stamp
+from gateway.edge.reload import ignore_hangup_until_ready, reload_on_hangup
 from gateway.edge.runtime import EdgeRuntime
-from gateway.settings import Settings
+from gateway.settings import Settings, load_settings
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 
@@ -39,12 +41,17 @@ class GatewayApp:
     `state` is the Litestar app's state (`state.runtime`), as the endpoints and the tests read it.
     """
 
-    def __init__(self, litestar: Litestar, gate: Gate, runtime: EdgeRuntime, *, access_log: bool) -> None:
+    def __init__(self, litestar: Litestar, live: Live, *, access_log: bool) -> None:
         self.litestar = litestar
-        self.gate = gate
+        self.live = live
         self.state: State = litestar.state
         self._litestar_paths = frozenset(path for handler in HANDLERS for path in handler.paths)
-        self.handler = Observability(self.dispatch, runtime, access_log=access_log)
+        self.handler = Observability(self.dispatch, live, access_log=access_log)
+
+    @property
+    def gate(self) -> Gate:
+        """The gate of the configuration being served now."""
+        return self.live.current.gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.handler(scope, receive, send)
@@ -54,7 +61,7 @@ class GatewayApp:
             await self.litestar(scope, receive, send)  # type: ignore[arg-type]
             return
         try:
-            await self.gate(scope, receive, send)
+            await scope[SERVING_KEY].gate(scope, receive, send)  # the gate the request started on
         except Exception:
             # What Litestar's exception middleware did for the mounted gate: log, answer 500 if still possible.
             logger.exception("unhandled error in the gate")
@@ -79,12 +86,20 @@ class GatewayApp:
         return True
 
 
-def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) -> GatewayApp:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] | None = None,
+    reload_settings: Callable[[], Settings] | None = None,
+) -> GatewayApp:
+    """The gateway for `settings`; with `reload_settings` (how to read them again), SIGHUP reloads them."""
     runtime = EdgeRuntime(settings) if clock is None else EdgeRuntime(settings, clock=clock)
+    live = Live(runtime, load=reload_settings, on_swap=lambda new: setattr(litestar.state, "runtime", new))
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.start()
+        reloading = reload_on_hangup(live) if reload_settings is not None else None
         # What exists now (settings, routes, keys, pools) lives as long as the process: out of the
         # collector's generations, full collections stay short and so do the slowest requests (p99).
         # A request's objects die by reference counting; collecting every 5,000 allocations instead
@@ -94,12 +109,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         try:
             yield
         finally:
-            await runtime.drain(settings.gateway.shutdown_timeout)
-            await runtime.aclose()
+            if reloading is not None:
+                reloading.close()
+            await live.aclose(settings.gateway.shutdown_timeout)
 
     litestar = Litestar(route_handlers=HANDLERS, lifespan=[lifespan], openapi_config=None, debug=False)
     litestar.state.runtime = runtime
-    return GatewayApp(litestar, Gate(runtime), runtime, access_log=settings.gateway.access_log)
+    return GatewayApp(litestar, live, access_log=settings.gateway.access_log)
 
 
 def app_from_environment() -> GatewayApp:
@@ -107,4 +123,9 @@ def app_from_environment() -> GatewayApp:
     from gateway.settings_command import load_or_exit
 
     configure_access_log()
-    return create_app(load_or_exit(os.environ.get(CONFIG_ENV) or None, require_upstream=True))
+    ignore_hangup_until_ready()
+    path = os.environ.get(CONFIG_ENV) or None
+    return create_app(
+        load_or_exit(path, require_upstream=True),
+        reload_settings=lambda: load_settings(path, os.environ, require_upstream=True),
+    )

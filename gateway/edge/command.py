@@ -1,7 +1,8 @@
 """`gateway serve`: validate the settings, then run the gateway on an ASGI server with N workers.
 
 The server is chosen by measurement (bench/): granian by default, uvicorn as the alternative. Worker
-processes rebuild the app from the same settings (`GATEWAY_CONFIG` names the file for them).
+processes rebuild the app from the same settings (`GATEWAY_CONFIG` names the file for them), and
+reload it on SIGHUP (`gateway.edge.reload` says how the signal reaches them under each server).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gateway.edge.app import CONFIG_ENV
+    from gateway.edge.live import configuration_digest
     from gateway.settings_command import load_or_exit
 
     overrides = {
@@ -40,11 +42,14 @@ def run(args: argparse.Namespace) -> int:
     listen = settings.gateway.listen
     workers = settings.gateway.workers
     print(
-        f"gateway: serving {settings.gateway.upstream} on http://{listen} "
+        f"gateway: serving {settings.gateway.upstream or 'the apps below'} on http://{listen} "
         f"({workers} worker{'s' if workers > 1 else ''}, {args.server})",
         file=sys.stderr,
         flush=True,
     )
+    apps = ", ".join(app.name for app in settings.gateway.served_apps())
+    print(f"gateway: configuration sha256 {configuration_digest(settings)} is live (apps: {apps}); SIGHUP reloads it",
+          file=sys.stderr, flush=True)  # fmt: skip
     if args.server == "uvicorn":
         import uvicorn
 
@@ -65,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     from granian.constants import Interfaces
     from granian.log import LogLevels
 
-    Granian(
+    from gateway.edge.reload import relay_hangup_to_workers
+
+    server = Granian(
         "gateway.edge.app:app_from_environment",
         factory=True,
         address=listen.host,
@@ -76,5 +83,7 @@ def run(args: argparse.Namespace) -> int:
         log_access=False,
         websockets=True,
         backlog=2048,
-    ).serve()
+    )
+    server.on_startup(relay_hangup_to_workers)  # SIGHUP reloads each worker in place (`gateway.edge.reload`)
+    server.serve()
     return 0

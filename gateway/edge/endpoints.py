@@ -62,7 +62,8 @@ def healthz() -> Response[dict[str, str]]:
 
 @get(f"{PREFIX}/readyz", include_in_schema=False)
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Ready to serve: settings valid (we started), verification keys loaded, the app reachable."""
+    """Ready to serve: settings valid (we started), verification keys loaded, the app (each app) reachable;
+    Redis's state is reported beside them without changing the verdict."""
     runtime = _runtime(request)
     checks: dict[str, Any] = {"settings": "ok"}
     ready = runtime.started
@@ -70,11 +71,20 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         await runtime.authenticator.jwks.refresh_if_stale()
     checks["keys"] = "ok" if runtime.keys_available else "unavailable"
     ready = ready and runtime.keys_available
-    upstream = runtime.settings.gateway.upstream
-    if upstream:
-        reachable = await _tcp_reachable(upstream, runtime.settings.gateway.connect_timeout)
-        checks["upstream"] = "ok" if reachable else "unreachable"
-        ready = ready and reachable
+    gateway = runtime.settings.gateway
+    apps = [app for app in gateway.served_apps() if app.upstream]
+    reachable = await asyncio.gather(
+        *(_tcp_reachable(app.upstream or "", app.connect_timeout or gateway.connect_timeout) for app in apps)
+    )
+    if gateway.apps:
+        checks["apps"] = {app.name: "ok" if up else "unreachable" for app, up in zip(apps, reachable, strict=True)}
+    elif apps:
+        checks["upstream"] = "ok" if reachable[0] else "unreachable"
+    ready = ready and all(reachable)
+    if runtime.redis is not None:
+        # Reported, never a reason to leave the load balancer: a replica serves from its own state while
+        # Redis is away (README, "Running several replicas"), and all replicas would leave at once.
+        checks["redis"] = "ok" if runtime.redis.up else "down"
     return Response(
         {"status": "ready" if ready else "not-ready", "checks": checks},
         status_code=200 if ready else 503,

@@ -1,7 +1,9 @@
 """Forward-auth (`/__gateway/auth`): nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`.
 
 The reverse proxy in front describes the original request; the gateway admits it through the same
-pipeline as a proxied request and renders the outcome in the proxies' format.
+pipeline as a proxied request and renders the outcome in the proxies' format. The app is chosen from
+the original request's host and URI as for a proxied request; its rules judge it and its identity
+mapping writes the headers.
 
 Which request is judged, believed only from a peer in `trusted_proxies` (anyone else gets 403):
 * `X-Forwarded-Method`, `-Uri`, `-Host`, `-Proto`: Traefik and Caddy set them on every auth request
@@ -61,12 +63,16 @@ async def forward_auth(request: Request[Any, Any, Any]) -> ASGIResponse:
         server_host=server_host(scope),
         trusted_peer=True,
     )
-    _, outcome = await runtime.admission.admit(incoming)
-    note_outcome(record_of(scope), outcome)
+    screened, outcome = await runtime.admission.admit(incoming)
+    record = record_of(scope)
+    note_outcome(record, outcome)
+    app = screened.app if screened is not None else None
+    if app is not None:
+        record.app = app.name
     nginx = any(name == b"x-original-url" for name, _ in headers)
     identity = (
-        await runtime.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
-        if isinstance(outcome, Proceed)
+        await app.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
+        if isinstance(outcome, Proceed) and app is not None
         else []
     )
     return render(outcome, identity, nginx=nginx)

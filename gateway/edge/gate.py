@@ -21,6 +21,7 @@ from gateway.edge.runtime import EdgeRuntime
 logger = logging.getLogger("gateway")
 
 _NO_UPSTREAM = Deny(404, "no_upstream", "This gateway answers forward-auth only; no app is configured.")
+_NO_WEBSOCKETS = Deny(404, "websockets_disabled", "This app takes no WebSocket connections.")
 
 
 class Gate:
@@ -45,21 +46,30 @@ class Gate:
                 send = stamping(send, record, record.request_id)
             await frontend_api.handle(scope, receive, send)
             return
+        app = screened.app
+        if app is not None:
+            record.app = app.name
         if websocket:
             record.route_class = "websocket"
+            if app is not None and not app.websockets:
+                await self._refuse(scope, receive, send, record, _NO_WEBSOCKETS)
+                return
         outcome = await self.admission.decide(screened)
         note_outcome(record, outcome)
         if not isinstance(outcome, Proceed):
             await self._refuse(scope, receive, send, record, outcome)
             return
-        proxy = runtime.proxy
+        assert app is not None  # no app: `decide` refused (`no_app`)
+        proxy = app.proxy
         if proxy is None:
             await self._refuse(scope, receive, send, record, _NO_UPSTREAM)
             return
-        identity = await runtime.identity.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
+        _route_to_app(scope, screened)
+        writer = app.identity
+        identity = await writer.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
         if websocket:
             failed = await proxy.forward_websocket(
-                scope, receive, send, add_request_headers=identity, remove_request_headers=runtime.identity.strip
+                scope, receive, send, add_request_headers=identity, remove_request_headers=writer.strip
             )
             if failed is not None:  # the app refused or failed the upgrade: the client's connect was received
                 refusal = Deny(failed.status, failed.code, failed.public_message)
@@ -71,7 +81,7 @@ class Gate:
             receive,
             send,
             add_request_headers=identity,
-            remove_request_headers=runtime.identity.strip,
+            remove_request_headers=writer.strip,
             add_response_headers=response_headers,
         )
         record.status = proxied.status
@@ -105,3 +115,10 @@ def _route_to_canonical(scope: Scope, screened: Screened) -> None:
     """From here on the request is its canonical path: what the Frontend API proxy and the app receive."""
     scope["raw_path"] = screened.path.forwarded
     scope["path"] = screened.path.judged
+
+
+def _route_to_app(scope: Scope, screened: Screened) -> None:
+    """The app receives the path its rules judged: without its prefix when it strips it. `path` stays the
+    request's own (the access log's), the proxy sends `raw_path`."""
+    if screened.app_path is not screened.path:
+        scope["raw_path"] = screened.app_path.forwarded

@@ -44,15 +44,19 @@ from prometheus_client.registry import Collector
 
 from gateway.asgi_types import Receive, Scope, Send
 from gateway.edge import answers
+from gateway.edge.live import Live, Serving
 from gateway.edge.paths import AmbiguousPath, canonical_path
 from gateway.edge.record import RECORD_KEY, REQUEST_ID, RequestRecord, RouteClass, stamp, stamping
 from gateway.edge.runtime import EdgeRuntime
+from gateway.shared.feed import RedisFeed
 
 access_logger = logging.getLogger("gateway.access")
 
 METRICS_PATH = "/__gateway/metrics"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 _GATEWAY_PREFIX = "/__gateway/"
+SERVING_KEY = "gateway.serving"
+"""The scope's `Serving`: the runtime and gate the request started on."""
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
@@ -111,17 +115,17 @@ class _Histogram(Collector):
 class GatewayMetrics:
     """The metrics of one app instance, in their own registry (no process-global default registry)."""
 
-    def __init__(self, runtime: EdgeRuntime) -> None:
+    def __init__(self, live: Live) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = _Tally(
             "gateway_requests",
-            "Requests answered, by route class, Clerk decision status, reason and HTTP status class.",
-            ["route_class", "decision", "reason", "status"],
+            "Requests answered, by app, route class, Clerk decision status, reason and HTTP status class.",
+            ["app", "route_class", "decision", "reason", "status"],
         )
         self.latency = _Histogram(
             "gateway_request_duration_seconds",
-            "Time from the request's arrival to the end of the response, by route class.",
-            ["route_class"],
+            "Time from the request's arrival to the end of the response, by app and route class.",
+            ["app", "route_class"],
         )
         self.upstream_latency = _Histogram(
             "gateway_upstream_duration_seconds", "Time until the app's response headers arrived."
@@ -148,7 +152,7 @@ class GatewayMetrics:
             self.handshakes,
             self.redirect_loops,
             self.refresh_failures,
-            _RuntimeCollector(runtime),
+            _RuntimeCollector(live),
         ):
             self.registry.register(collector)
 
@@ -156,8 +160,11 @@ class GatewayMetrics:
         route_class = record.route_class
         reason = record.reason
         decision = record.decision
-        self.requests.inc(route_class, decision or "none", reason or "none", _STATUS_CLASSES.get(status // 100, "0"))
-        self.latency.observe(seconds, route_class)
+        app = record.app or "none"
+        self.requests.inc(
+            app, route_class, decision or "none", reason or "none", _STATUS_CLASSES.get(status // 100, "0")
+        )
+        self.latency.observe(seconds, app, route_class)
         if record.upstream_seconds is not None:
             self.upstream_latency.observe(record.upstream_seconds)
         if record.upstream_error is not None:
@@ -174,13 +181,27 @@ class GatewayMetrics:
 
 
 class _RuntimeCollector(Collector):
-    """Counters the Clerk clients already keep (JWKS cache, Backend API), read at scrape time."""
+    """Counters the Clerk clients already keep (JWKS cache, Backend API), read at scrape time from the
+    live runtime, and which configuration is live (`gateway_config_info`, reloads by result)."""
 
-    def __init__(self, runtime: EdgeRuntime) -> None:
-        self.runtime = runtime
+    def __init__(self, live: Live) -> None:
+        self.live = live
 
     def collect(self) -> Iterator[Metric]:
-        runtime = self.runtime
+        live = self.live
+        runtime = live.current.runtime
+        info = GaugeMetricFamily(
+            "gateway_config_info", "The configuration being served: the sha256 of its file.", labels=["sha256"]
+        )
+        info.add_metric([live.current.sha256], 1)
+        yield info
+        reloads = CounterMetricFamily(
+            "gateway_config_reloads", "Configuration reloads (SIGHUP), by result: applied, refused, failed.",
+            labels=["result"],
+        )  # fmt: skip
+        for result in ("applied", "refused", "failed"):
+            reloads.add_metric([result], live.reloads[result])
+        yield reloads
         authenticator = runtime.authenticator
         jwks = authenticator.jwks if authenticator is not None else None
         backend = authenticator.backend if authenticator is not None else None
@@ -210,7 +231,37 @@ class _RuntimeCollector(Collector):
         for kind, count in (lookups.gaps if lookups is not None else {"user": 0, "organization": 0}).items():
             gaps.add_metric([kind], count)
         yield gaps
-        yield GaugeMetricFamily("gateway_requests_in_flight", "HTTP requests being answered.", value=runtime.in_flight)
+        yield GaugeMetricFamily("gateway_requests_in_flight", "HTTP requests being answered.", value=live.in_flight)
+        yield from _redis_metrics(runtime)
+
+
+def _redis_metrics(runtime: EdgeRuntime) -> Iterator[Metric]:
+    """Only with `GATEWAY_REDIS_URL`: a gateway without Redis has no Redis to be down."""
+    connection = runtime.redis
+    if connection is None:
+        return
+    yield GaugeMetricFamily(
+        "gateway_redis_up", "1 while Redis answers; 0: each replica serves from its own state and reconnects.",
+        value=int(connection.up),
+    )  # fmt: skip
+    failures = CounterMetricFamily(
+        "gateway_redis_failures", "Redis commands that failed, by operation (ping, feed, dedupe, refresh).",
+        labels=["operation"],
+    )  # fmt: skip
+    for operation, count in sorted(connection.failures.items()):
+        failures.add_metric([operation], count)
+    yield failures
+    feed = runtime.revocations.feed
+    yield CounterMetricFamily(
+        "gateway_revocation_feed_synchronisations",
+        "Times the revocations were loaded from Redis and written back (start, and every reconnection).",
+        value=feed.synchronised if isinstance(feed, RedisFeed) else 0,
+    )
+    shared = runtime.shared_refreshes
+    yield CounterMetricFamily(
+        "gateway_session_refreshes_shared", "Session refreshes answered by another replica's call (through Redis).",
+        value=shared.answers_shared if shared is not None else 0,
+    )  # fmt: skip
 
 
 _quote = json.encoder.encode_basestring_ascii  # what json.dumps uses: the same escapes, byte for byte
@@ -223,6 +274,7 @@ def access_line(
     path: str,
     status: int,
     route: str,
+    app: str | None,
     decision: str | None,
     reason: str | None,
     user_id: str | None,
@@ -236,7 +288,7 @@ def access_line(
     gateway's own time stamp."""
     return (
         f'{{"time":"{when}","request_id":{_quote(request_id)},"method":{_quote(method)},"path":{_quote(path)},'
-        f'"status":{status:d},"route":{_quote(route)},'
+        f'"status":{status:d},"route":{_quote(route)},"app":{"null" if app is None else _quote(app)},'
         f'"decision":{"null" if decision is None else _quote(decision)},'
         f'"reason":{"null" if reason is None else _quote(reason)},'
         f'"user_id":{"null" if user_id is None else _quote(user_id)},'
@@ -378,10 +430,10 @@ def configure_access_log() -> None:
 class Observability:
     """The ASGI wrapper: request id, drain refusal, in-flight count, metrics, access log."""
 
-    def __init__(self, app: Any, runtime: EdgeRuntime, *, access_log: bool = True) -> None:
+    def __init__(self, app: Any, live: Live, *, access_log: bool = True) -> None:
         self.app = app
-        self.runtime = runtime
-        self.metrics = GatewayMetrics(runtime)
+        self.live = live
+        self.metrics = GatewayMetrics(live)
         self.access_log = access_log
         self.log = AccessLog()
         # Request ids: a random prefix per app instance (so per worker) and a counter. Unique is all an
@@ -396,8 +448,10 @@ class Observability:
             self.log.flush()
             return
         started = time.perf_counter()
-        runtime = self.runtime
-        request_id = self._request_id(scope)
+        serving: Serving = self.live.current  # the request's, whatever a reload swaps meanwhile
+        scope[SERVING_KEY] = serving
+        runtime = serving.runtime
+        request_id = self._request_id(scope, runtime)
         if kind == "http" and scope["path"] == METRICS_PATH and _spells_metrics(scope):
             await answers.send_answer(
                 send, 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), answers.NO_STORE],
@@ -438,6 +492,7 @@ class Observability:
                     scope["path"],
                     status,
                     record.route_class,
+                    record.app or None,
                     record.decision or None,
                     record.reason or None,
                     record.user_id,
@@ -458,7 +513,7 @@ class Observability:
 
         return lifespan_send
 
-    def _request_id(self, scope: Scope) -> bytes:
+    def _request_id(self, scope: Scope, runtime: EdgeRuntime) -> bytes:
         """The trusted proxy's `X-Request-Id`, else a new one; the app receives it as `X-Request-Id`."""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming: bytes | None = None
@@ -468,7 +523,7 @@ class Observability:
                 break
         if incoming is not None and _VALID_REQUEST_ID.fullmatch(incoming):
             client = scope.get("client")
-            if client and self.runtime.forwarded.is_trusted(str(client[0])):
+            if client and runtime.forwarded.is_trusted(str(client[0])):
                 return incoming
         request_id = f"{self._id_prefix}{next(self._id_counter):08x}".encode("ascii")
         if incoming is None:

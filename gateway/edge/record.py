@@ -19,6 +19,7 @@ RouteClass = Literal["proxy", "frontend_api", "gateway", "websocket"]
 
 class RequestRecord:
     __slots__ = (
+        "app",
         "decision",
         "loop",
         "reason",
@@ -40,6 +41,8 @@ class RequestRecord:
         self.user_id: str | None = None
         self.upstream_seconds: float | None = None
         self.upstream_error: str | None = None
+        self.app = ""
+        """The name of the app the request was for ("" before one is chosen, or when none is)."""
         self.loop: str | None = None
         """The cause of a redirect loop the gate stopped (`loops.Loop.cause`)."""
 

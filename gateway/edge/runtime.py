@@ -19,14 +19,17 @@ from gateway.clerk.keys import PublishableKey
 from gateway.clerk_api.authenticator import Authenticator
 from gateway.clerk_api.identity_lookups import IdentityLookups
 from gateway.edge.admission import Admission
+from gateway.edge.apps import App, build_apps
 from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
 from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
-from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
 from gateway.revocation import LocalFeed, Revocations, local_revocations
 from gateway.revocation.signature import WebhookVerifier
 from gateway.settings import IdentitySettings, Settings
-from gateway.upstream.proxy import UpstreamProxy
+from gateway.shared.connection import RedisConnection
+from gateway.shared.feed import shared_revocations
+from gateway.shared.refresh import RedisRefreshFlight
+from gateway.shared.sealing import Sealer
 
 logger = logging.getLogger("gateway")
 
@@ -47,22 +50,36 @@ class EdgeRuntime:
         *,
         clock: Callable[[], float] = time.time,
         revocations: Revocations | None = None,
+        redis: RedisConnection | None = None,
     ) -> None:
-        """`revocations` is the previous runtime's on a configuration reload, so nothing revoked is forgotten."""
+        """`revocations` and `redis` are the previous runtime's on a configuration reload, so nothing revoked
+        is forgotten and the Redis connection (and its subscription) carries on."""
         gateway = settings.gateway
         self.settings = settings
         self.clock = clock
-        self.revocations = (
-            revocations
-            if revocations is not None
-            else local_revocations(retention=gateway.revocation_retention, clock=clock)
+        self.redis: RedisConnection | None = redis or (
+            RedisConnection(gateway.redis_url.url) if gateway.redis_url is not None else None
         )
+        """The shared state's connection (`GATEWAY_REDIS_URL`); None: every process keeps its own."""
+        self._redis_handed_over = False
+        if revocations is None:
+            revocations = (
+                shared_revocations(self.redis, retention=gateway.revocation_retention, clock=clock)
+                if self.redis is not None
+                else local_revocations(retention=gateway.revocation_retention, clock=clock)
+            )
+        self.revocations = revocations
         """The deny list admission asks, the feed the webhook endpoint publishes to, the change listeners."""
         self._revocations_handed_over = False
+        self.shared_refreshes: RedisRefreshFlight | None = (
+            RedisRefreshFlight(self.redis, Sealer(settings.clerk.secret_key))
+            if self.redis is not None and settings.clerk.secret_key
+            else None
+        )
+        """Refreshes collapsed across replicas (None without Redis or without a secret key to refresh with)."""
         secret = settings.clerk_settings.webhook_signing_secret
         self.webhook_verifier = WebhookVerifier(secret.value) if secret else None
         """None without `CLERK_WEBHOOK_SIGNING_SECRET`: the webhook endpoint answers 404."""
-        self.policy = Policy(gateway)
         self.asserter = (
             IdentityAsserter(
                 gateway.assertion_key.key, clock, previous_keys=[item.key for item in gateway.assertion_previous_keys]
@@ -84,6 +101,7 @@ class EdgeRuntime:
             jwks_min_refetch_interval=gateway.jwks_min_refetch_interval,
             machine_revocation_window=gateway.machine_token_revocation_window,
             clock=clock,
+            shared_refreshes=self.shared_refreshes,
         )
         backend = self.authenticator.backend
         self.identity_lookups: IdentityLookups | None = (
@@ -99,36 +117,20 @@ class EdgeRuntime:
             else None
         )
         """None without a secret key: the identity headers then carry what the token alone gives."""
-        self._unsubscribe: list[Callable[[], None]] = []
-        """What `aclose` unregisters: this runtime's caches listening to Clerk's change webhooks."""
-        lookups = self.identity_lookups
-        if lookups is not None:
-            # A user or organization that changed (webhook, any replica) is looked up afresh.
-            self._unsubscribe += [
-                self.revocations.on_user_changed(lambda change: lookups.forget_user(change.subject_id)),
-                self.revocations.on_organization_changed(lambda change: lookups.forget_organization(change.subject_id)),
-            ]
-        self.identity = self.identity_writer(gateway.identity, gateway.assertion_audience)
+        self.apps = build_apps(
+            gateway,
+            self.forwarded,
+            lambda identity, audience, also_strip: self.identity_writer(identity, audience, also_strip=also_strip),
+        )
+        """Every app (the default one of the top-level settings included): its policy, identity and proxy."""
         self.admission = Admission(
             settings,
             self.authenticator,
-            self.policy,
+            self.apps,
             self.forwarded,
             keys_available=lambda: self.keys_available,
             deny_list=self.revocations.deny_list,
         )
-        self.proxy: UpstreamProxy | None = (
-            UpstreamProxy(
-                gateway.upstream,
-                connect_timeout=gateway.connect_timeout,
-                read_timeout=gateway.read_timeout,
-                preserve_host=gateway.preserve_host,
-                forwarded=self.forwarded,
-            )
-            if gateway.upstream
-            else None
-        )
-        """None when the gateway only answers forward-auth (no app to proxy to)."""
         self.frontend_api: FrontendApiProxy | None = (
             FrontendApiProxy(
                 prefix=gateway.frontend_api_path,
@@ -175,19 +177,22 @@ class EdgeRuntime:
         return writer
 
     async def start(self) -> None:
+        if self.redis is not None:
+            await self.redis.start()
         await self.revocations.feed.start()
         workers = self.settings.gateway.workers
         if self.webhook_verifier is not None and workers > 1 and isinstance(self.revocations.feed, LocalFeed):
             logger.warning(
                 "revocation: a Clerk webhook reaches one of %d workers; the others refuse a revoked "
-                "session only when its token expires",
+                "session only when its token expires (GATEWAY_REDIS_URL shares revocations between them)",
                 workers,
             )
         self.keys_at_start = await self.authenticator.start()
         if self.keys_at_start is not None and self.keys_at_start.failure is not None:
             logger.warning("JWKS not loaded at start (%s); will retry on demand", self.keys_at_start.failure.reason)
-        if self.proxy is not None:
-            await self.proxy.start()
+        for app in self.apps.apps:
+            if app.proxy is not None:
+                await app.proxy.start()
         self.started = True
 
     def request_started(self) -> None:
@@ -212,21 +217,41 @@ class EdgeRuntime:
 
     async def aclose(self) -> None:
         self.started = False
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        if self.proxy is not None:
-            await self.proxy.aclose()
+        for app in self.apps.apps:
+            if app.proxy is not None:
+                await app.proxy.aclose()
         if self.identity_lookups is not None:
             await self.identity_lookups.aclose()
         await self.authenticator.aclose()
         await self.http_client.aclose()
         if not self._revocations_handed_over:
             await self.revocations.feed.aclose()
+        if self.redis is not None and not self._redis_handed_over:
+            await self.redis.aclose()
 
     def hand_over_revocations(self) -> Revocations:
         """Give this runtime's revocations to its successor (a reload): closing this one leaves them open."""
         self._revocations_handed_over = True
         return self.revocations
+
+    def hand_over_redis(self) -> RedisConnection | None:
+        """Give this runtime's Redis connection to its successor (a reload): closing this one leaves it open."""
+        self._redis_handed_over = True
+        return self.redis
+
+    def successor(self, settings: Settings) -> EdgeRuntime:
+        """The runtime for reloaded settings, sharing what lives as long as the process (the revocations:
+        deny list and feed; the Redis connection) rather than building it again. This runtime still owns
+        them until `hand_over_shared`; a successor that fails to start gives them back the same way."""
+        return EdgeRuntime(settings, clock=self.clock, revocations=self.revocations, redis=self.redis)
+
+    def hand_over_shared(self) -> None:
+        """Closing this runtime leaves the shared revocations and Redis connection open (another has them)."""
+        self.hand_over_revocations()
+        self.hand_over_redis()
+
+    def app_named(self, name: str) -> App | None:
+        return next((app for app in self.apps.apps if app.name == name), None)
 
     @property
     def keys_available(self) -> bool:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from gateway.clerk.errors import ConfigurationError
 from gateway.clerk.keys import is_development_secret_key, parse_publishable_key
+from gateway.settings.apps import DEFAULT_APP, overlap_problems
 from gateway.settings.clerk import ClerkSettings
 from gateway.settings.edge import GatewaySettings
 from gateway.settings.identity import identity_header_conflicts
@@ -36,6 +37,23 @@ def clerk_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[s
     yield from (f"GATEWAY_IDENTITY: {problem}" for problem in conflicts)
     if gateway.assertion_previous_keys and gateway.assertion_key is None and "GATEWAY_ASSERTION_KEY" not in failed:
         yield "GATEWAY_ASSERTION_PREVIOUS_KEYS: set GATEWAY_ASSERTION_KEY too (the previous keys never sign)"
+    for number, app in enumerate(gateway.apps, start=1):
+        if app.identity is not None:
+            for problem in identity_header_conflicts(app.identity, gateway.identity_headers):
+                yield f"GATEWAY_APPS: apps[{number}] ({app.name}): identity: {problem}"
+    if gateway.apps and gateway.upstream is not None:
+        yield from _default_app_problems(gateway)
+
+
+def _default_app_problems(gateway: GatewaySettings) -> Iterator[str]:
+    """The top-level upstream is one more app (`default`, any host, `/`): it must not shadow a configured one."""
+    numbers = {app.name: number for number, app in enumerate(gateway.apps, start=1)}
+    for problem in overlap_problems(list(gateway.served_apps()), numbers=numbers):
+        if problem.startswith(f"{DEFAULT_APP}:"):
+            yield (
+                "GATEWAY_UPSTREAM: the top-level upstream is the app "
+                f"{DEFAULT_APP!r} (any host, path_prefix '/'), {problem[len(DEFAULT_APP) + 2:]}"
+            )
 
 
 def _satellite_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[str]) -> Iterator[str]:

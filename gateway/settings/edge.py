@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from gateway.clerk.token_types import AcceptsToken
+from gateway.settings.apps import AppSettings, effective_apps, parse_apps
 from gateway.settings.identity import DEFAULT_IDENTITY, IdentitySettings, parse_identity_settings
 from gateway.settings.keys import parse_private_key_file
 from gateway.settings.parsing import (
@@ -28,12 +29,22 @@ from gateway.settings.parsing import (
     parse_origin,
     parse_path_case,
     parse_path_pattern,
+    parse_redis_url,
     parse_text,
     seconds,
 )
 from gateway.settings.routes import parse_identity_headers, parse_routes
 from gateway.settings.table import setting
-from gateway.settings.values import IdentityHeaders, IPNetwork, ListenAddress, Mode, PathCase, PemKey, RouteRule
+from gateway.settings.values import (
+    IdentityHeaders,
+    IPNetwork,
+    ListenAddress,
+    Mode,
+    PathCase,
+    PemKey,
+    RedisUrl,
+    RouteRule,
+)
 
 DEFAULT_FRONTEND_API_PATH: str | None = "/__clerk"
 
@@ -90,6 +101,12 @@ class GatewaySettings:
         3600.0, seconds(), env="GATEWAY_REVOCATION_RETENTION",
         help="Seconds a revocation heard through Clerk's webhooks is kept: at least your instance's longest "
         "session-token lifetime plus clock skew (a token issued before it could be valid that long).",
+    )  # fmt: skip
+    redis_url: RedisUrl | None = setting(
+        None, parse_redis_url, env="GATEWAY_REDIS_URL",
+        help="Redis shared by every replica (`redis://host:6379/0`, `rediss://` for TLS, `unix:///path.sock`): "
+        "revocations reach all replicas and a session is refreshed once for all of them; without it each "
+        "process keeps its own (see \"Running several replicas\").",
     )  # fmt: skip
     path_case: PathCase = setting(
         "strict", parse_path_case, env="GATEWAY_PATH_CASE",
@@ -198,3 +215,17 @@ class GatewaySettings:
         None, parse_text, env="GATEWAY_ASSERTION_AUDIENCE",
         help="The assertion's `aud`; unset: `GATEWAY_PUBLIC_ORIGIN` (no `aud` without either).",
     )  # fmt: skip
+    apps: tuple[AppSettings, ...] = setting(
+        (), parse_apps, env="GATEWAY_APPS",
+        help="Several apps behind one gateway: `[[gateway.apps]]` with `name`, `upstream`, optional `hosts`, "
+        "`path_prefix`, `strip_prefix`, `preserve_host`, `connect_timeout`, `read_timeout`, `websockets`, "
+        "`public_paths`, `api_paths`, `routes`, `accepts_token`, `assertion_audience`, `identity` (JSON array in "
+        "the environment); see \"Many apps behind one gateway\". Without it the top-level settings are the one app.",
+    )  # fmt: skip
+
+    def served_apps(self) -> tuple[AppSettings, ...]:
+        """The apps requests are routed to, the default app of the top-level settings included."""
+        return effective_apps(
+            self.apps, upstream=self.upstream, routes=self.routes, public_paths=self.public_paths,
+            api_paths=self.api_paths,
+        )  # fmt: skip

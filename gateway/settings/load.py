@@ -67,7 +67,8 @@ def load_settings(
     clerk = ClerkSettings(**values["clerk"])  # type: ignore[arg-type]
     gateway = GatewaySettings(**values["gateway"])  # type: ignore[arg-type]
     problems.extend(clerk_problems(clerk, gateway, failed))
-    if require_upstream and gateway.upstream is None and "GATEWAY_UPSTREAM" not in failed:
+    no_app = gateway.upstream is None and not gateway.apps
+    if require_upstream and no_app and not failed & {"GATEWAY_UPSTREAM", "GATEWAY_APPS"}:
         problems.append("GATEWAY_UPSTREAM: missing; set the http(s) URL of the app to proxy to")
     if problems:
         raise SettingsError(problems)

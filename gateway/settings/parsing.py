@@ -22,7 +22,7 @@ from gateway.clerk.errors import ConfigurationError
 from gateway.clerk.keys import PublishableKey, parse_publishable_key
 from gateway.clerk.token_types import TOKEN_TYPES, AcceptsToken, TokenType
 from gateway.settings.errors import InvalidValue
-from gateway.settings.values import MODES, PATH_CASES, IPNetwork, ListenAddress, Mode, PathCase, Secret
+from gateway.settings.values import MODES, PATH_CASES, IPNetwork, ListenAddress, Mode, PathCase, RedisUrl, Secret
 
 T = TypeVar("T")
 
@@ -168,6 +168,31 @@ def parse_http_url(value: object) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidValue(f"expected an absolute http(s) URL, got {show(text)}")
     return text
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def parse_redis_url(value: object) -> RedisUrl:
+    """`redis://[user:password@]host[:port][/db]`, `rediss://` (TLS) or `unix:///path/to/socket[?db=N]`."""
+    text = parse_text(value)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise InvalidValue(f"not a valid URL: {RedisUrl(text)}") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise InvalidValue(f"expected a redis://, rediss:// or unix:// URL, got {RedisUrl(text)}")
+    if parts.scheme == "unix":
+        if not parts.path.startswith("/") or parts.netloc.rsplit("@", 1)[-1]:
+            raise InvalidValue(f"expected unix:///absolute/path/to/redis.sock, got {RedisUrl(text)}")
+        return RedisUrl(text)
+    if not parts.hostname:
+        raise InvalidValue(f"expected a host, as in redis://redis:6379/0, got {RedisUrl(text)}")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise InvalidValue(f"the path names the database and must be a number (/0), got {RedisUrl(text)}")
+    return RedisUrl(text)
 
 
 def parse_http_url_or_path(value: object) -> str:

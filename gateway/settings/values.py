@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field, fields
 from typing import Generic, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from gateway.clerk.authorization import Reverification
 from gateway.clerk.token_types import AcceptsToken
@@ -37,6 +38,28 @@ class Secret:
 
     def __repr__(self) -> str:
         return f"Secret({self.masked!r})"
+
+    def __str__(self) -> str:
+        return self.masked
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RedisUrl:
+    """Where the shared state lives (`redis://`, `rediss://`, `unix://`); shown with its password masked."""
+
+    url: str
+
+    @property
+    def masked(self) -> str:
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = f"{parts.username}:" if parts.username else ":"
+        return urlunsplit((parts.scheme, f"{user}***@{netloc}", parts.path, parts.query, parts.fragment))
+
+    def __repr__(self) -> str:
+        return f"RedisUrl({self.masked!r})"
 
     def __str__(self) -> str:
         return self.masked

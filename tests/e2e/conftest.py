@@ -1,4 +1,4 @@
-"""Real-browser fixtures: the whole demo (emulator, sample tool, two gateways) and headless Chromium.
+"""Real-browser fixtures: the whole demo (emulator, sample tool, wiki, two gateways) and headless Chromium.
 
 Chromium comes from Debian's package (`make test` installs it when it can); Playwright drives it
 through `executable_path`. Without a browser these tests are skipped with a loud reason.
@@ -39,10 +39,10 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def demo() -> Iterator[DemoPlan]:
     plan = DemoPlan(free_port(), free_port(), free_port(), free_port(), free_port(), TOKEN_LIFETIME,
-                    "sk_test_e2e_" + secrets.token_urlsafe(16))
+                    "sk_test_e2e_" + secrets.token_urlsafe(16), wiki_port=free_port())
     with Demo(plan) as running:
         running.start()
-        yield plan
+        yield running.plan
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """The demo in headless Chromium: what a person does, with screenshots of the main steps.
 
 Sign in on the hosted page, keep using the tool well past the 5-second token lifetime, admin vs member,
-an API call without a session, sign out, the satellite domain, and the development-instance
-dev-browser flow underneath it all.
+an API call without a session, sign out, the satellite domain, the second app (the team wiki on its
+own host name, with the remote-user preset), and the development-instance dev-browser flow underneath
+it all.
 """
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ ALICE = ("alice@example.com", "alice-password")
 BOB = ("bob@example.com", "bob-password")
 
 
-def sign_in(page: Any, plan: DemoPlan, who: tuple[str, str] = ALICE, path: str = "/") -> None:
-    page.goto(f"{plan.primary_origin}{path}")
+def sign_in(page: Any, plan: DemoPlan, who: tuple[str, str] = ALICE, path: str = "/", origin: str = "") -> None:
+    origin = origin or plan.primary_origin
+    page.goto(f"{origin}{path}")
     assert page.url.startswith(plan.sign_in_url), page.url
     page.fill("#identifier", who[0])
     page.fill("#password", who[1])
     page.click("button[type=submit]")
-    page.wait_for_url(f"{plan.primary_origin}{path}*")
+    page.wait_for_url(f"{origin}{path}*")
+
+
+def received_headers(page: Any) -> dict[str, str]:
+    """The card of identity headers the app's page shows it received."""
+    names = page.eval_on_selector_all("#received dt", "items => items.map(i => i.textContent)")
+    values = page.eval_on_selector_all("#received dd", "items => items.map(i => i.textContent)")
+    return dict(zip(names, values, strict=True))
 
 
 def test_sign_in_through_the_hosted_page_lands_on_the_tool_with_your_identity(page: Any, demo: DemoPlan) -> None:
@@ -174,7 +183,50 @@ def test_the_pages_offer_sign_out_only_when_signed_in(page: Any, demo: DemoPlan)
     assert page.locator("#sign-out").count() == 1
 
 
-def test_the_banner_names_the_token_lifetime(demo: DemoPlan) -> None:
+def test_the_banner_names_the_token_lifetime_and_both_apps(demo: DemoPlan) -> None:
     from gateway.demo.command import banner
 
     assert f"session tokens last {demo.token_lifetime} s" in banner(demo)
+    assert f"{demo.primary_origin}/" in banner(demo) and f"{demo.wiki_origin}/" in banner(demo)
+
+
+def test_the_wiki_on_its_own_host_receives_the_remote_user_headers(page: Any, demo: DemoPlan) -> None:
+    sign_in(page, demo, BOB, origin=demo.wiki_origin)
+    assert page.inner_text("#host") == demo.wiki_origin.removeprefix("http://")
+    assert page.inner_text("#wiki-greeting") == "Hello, Bob Member"
+    headers = received_headers(page)
+    assert headers["remote-user"] == "bob@example.com" and headers["remote-name"] == "Bob Member"
+    assert headers["remote-groups"].split(",")[:2] == ["acme", "org:member"]
+    assert headers["x-wiki-author"] == "Bob Member <bob@example.com>"
+    assert not [name for name in headers if name.startswith("x-clerk-")], headers
+    assert page.inner_text("#assertion-verdict") == "verified"
+    assert '"aud": "wiki"' in page.inner_text("#assertion")
+    shot(page, "13-wiki-remote-user-headers")
+    page.click("text=on-call")
+    page.wait_for_url(f"{demo.wiki_origin}/wiki/on-call")
+    assert page.inner_text("#wiki-user") == "bob@example.com"
+
+
+def test_the_tool_shows_its_clerk_headers_and_the_verified_assertion(page: Any, demo: DemoPlan) -> None:
+    sign_in(page, demo)
+    headers = received_headers(page)
+    assert headers["x-clerk-user-id"] == "user_alice" and headers["x-clerk-org-role"] == "org:admin"
+    assert not [name for name in headers if name.startswith("remote-")], headers
+    assert page.inner_text("#assertion-verdict") == "verified"
+    assert '"aud": "tools"' in page.inner_text("#assertion")
+    shot(page, "14-tool-clerk-headers-and-assertion")
+
+
+def test_one_gateway_serves_both_apps_each_by_its_host(page: Any, demo: DemoPlan) -> None:
+    """A development instance keeps a dev browser per host, so each host signs in once; then one browser
+    uses both apps through the one gateway address."""
+    sign_in(page, demo, origin=demo.wiki_origin)
+    assert page.inner_text("#wiki-greeting") == "Hello, Alice Admin"
+    page.wait_for_timeout(2500)  # a person's pause: Clerk's redirect counter lives 2 s
+    sign_in(page, demo, BOB)
+    assert page.inner_text("#greeting") == "Signed in as user_bob."
+    page.goto(f"{demo.wiki_origin}/wiki/home")
+    assert page.inner_text("#wiki-user") == "alice@example.com"
+    page.goto(f"{demo.primary_origin}/")
+    assert page.inner_text("#greeting") == "Signed in as user_bob."
+    shot(page, "15-two-apps-one-gateway")

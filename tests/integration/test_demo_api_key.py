@@ -22,7 +22,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def running_demo() -> Iterator[Demo]:
     plan = DemoPlan(
-        free_port(), free_port(), free_port(), free_port(), free_port(), 60, "sk_test_demo_" + secrets.token_urlsafe(16)
+        free_port(), free_port(), free_port(), free_port(), free_port(), 60,
+        "sk_test_demo_" + secrets.token_urlsafe(16), wiki_port=free_port(),
     )
     with Demo(plan) as demo:
         demo.start()

@@ -47,8 +47,8 @@ def gateway_logs() -> Iterator[list[logging.LogRecord]]:
     logger.setLevel(level)
 
 
-def counted(decision: str, reason: str, route_class: str, status: str) -> str:
-    labels = f'decision="{decision}",reason="{reason}",route_class="{route_class}",status="{status}"'
+def counted(decision: str, reason: str, route_class: str, status: str, app: str = "default") -> str:
+    labels = f'app="{app}",decision="{decision}",reason="{reason}",route_class="{route_class}",status="{status}"'
     return f"gateway_requests_total{{{labels}}} 1.0"
 
 
@@ -88,11 +88,12 @@ async def test_metrics_count_requests_by_route_class_decision_and_reason(
         counted("signed-in", "none", "proxy", "2xx"),
         counted("signed-out", "dev-browser-missing", "proxy", "4xx"),
         counted("handshake", "dev-browser-missing", "proxy", "3xx"),
-        counted("refused", "uri_too_long", "proxy", "4xx"),
-        counted("none", "none", "frontend_api", "2xx"),
-        counted("none", "none", "gateway", "2xx"),
+        counted("refused", "uri_too_long", "proxy", "4xx", app="none"),
+        counted("none", "none", "frontend_api", "2xx", app="none"),
+        counted("none", "none", "gateway", "2xx", app="none"),
         'gateway_handshakes_total{reason="dev-browser-missing"} 1.0',
-        'gateway_request_duration_seconds_count{route_class="proxy"} 4.0',
+        'gateway_request_duration_seconds_count{app="default",route_class="proxy"} 3.0',
+        'gateway_request_duration_seconds_count{app="none",route_class="proxy"} 1.0',
         "gateway_upstream_duration_seconds_count 1.0",
         "gateway_jwks_fetches_total 1.0",
         "gateway_jwks_fetch_failures_total 0.0",
@@ -138,11 +139,11 @@ async def test_access_log_is_one_json_line_a_request_without_secrets(
     assert len(lines) == 1
     line = lines[0]
     assert set(line) == {
-        "time", "request_id", "method", "path", "status", "route", "decision", "reason", "user_id",
+        "time", "request_id", "method", "path", "status", "route", "app", "decision", "reason", "user_id",
         "upstream_seconds", "upstream_error", "total_seconds",
     }  # fmt: skip
     assert line["method"] == "GET" and line["path"] == "/api/items" and line["status"] == response.status_code
-    assert line["decision"] == "signed-in" and line["user_id"] == "user_alice"
+    assert line["decision"] == "signed-in" and line["user_id"] == "user_alice" and line["app"] == "default"
     assert line["request_id"] == response.headers["x-request-id"]
     assert line["upstream_seconds"] > 0 and line["total_seconds"] >= line["upstream_seconds"]
     everything = "\n".join(record.getMessage() for record in gateway_logs)

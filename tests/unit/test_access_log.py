@@ -22,13 +22,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.clerk.keys import make_publishable_key
+from gateway.edge.live import Live
 from gateway.edge.observability import AccessLog, Observability, access_line
 from gateway.edge.runtime import EdgeRuntime
 from gateway.settings import load_settings
 
 HOSTILE = ['"', "\\", '\\"', "\x00", "\x1f", "\x7f", "\n\r\t\b\f", "\u2028\u2029", "é", "日本", "\U0001f600",
            "\ud800", "\udfff", "\udfff\ud800", "</script>", "%22", "{}", "null", ""]  # fmt: skip
-FIELDS = ("time", "request_id", "method", "path", "status", "route", "decision", "reason", "user_id",
+FIELDS = ("time", "request_id", "method", "path", "status", "route", "app", "decision", "reason", "user_id",
           "upstream_seconds", "upstream_error", "total_seconds")  # fmt: skip
 ANY_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()), max_size=40)
 
@@ -40,7 +41,7 @@ def dumped(*values: Any) -> str:
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_the_line_is_what_json_dumps_wrote_for_hostile_text(text: str) -> None:
-    values = ("2026-01-02T03:04:05.006+00:00", "ab12cd3400000001", text, f"/p{text}", 200, "proxy", "signed-in",
+    values = ("2026-01-02T03:04:05.006+00:00", "ab12cd3400000001", text, f"/p{text}", 200, "proxy", text, "signed-in",
               text or None, text, 0.000123, text, 1.5)  # fmt: skip
     line = access_line(*values)  # type: ignore[arg-type]
     assert line == dumped(*values)
@@ -58,7 +59,7 @@ def test_the_line_is_what_json_dumps_wrote_for_any_text(
     path: str, method: str, user_id: str | None, reason: str | None, error: str | None, status: int,
     upstream: float | None, total: float,
 ) -> None:  # fmt: skip
-    values = ("2026-01-02T03:04:05.006+00:00", "lb-42", method, path, status, "frontend_api", None, reason,
+    values = ("2026-01-02T03:04:05.006+00:00", "lb-42", method, path, status, "frontend_api", None, None, reason,
               user_id, upstream, error, total)  # fmt: skip
     assert access_line(*values) == dumped(*values)  # type: ignore[arg-type]
 
@@ -200,7 +201,7 @@ async def test_lines_of_drained_requests_are_written_before_the_lifespan_shutdow
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    observed = Observability(app, _runtime())
+    observed = Observability(app, Live(_runtime()))
     observed.log = access_log(logger)
     lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     await lifespan.put({"type": "lifespan.startup"})

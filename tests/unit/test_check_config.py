@@ -52,6 +52,7 @@ def test_valid_configuration_prints_a_summary_and_exits_0(capsys: pytest.Capture
         "  upstream:     http://127.0.0.1:3000",
         "  listen:       0.0.0.0:8080 (2 workers)",
         "  mode:         protect",
+        "  redis:        (not set: each process keeps its own state)",
         "  secret key:   sk_test_…WXYZ",
         "  jwt key:      (not set: keys come from the JWKS)",
     ]

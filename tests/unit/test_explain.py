@@ -178,3 +178,28 @@ def test_an_unreachable_jwks_is_summed_up_once_on_stderr(monkeypatch: pytest.Mon
     assert len(captured.out.splitlines()) == 3
     [summary] = captured.err.splitlines()
     assert summary.startswith("gateway explain: the JWKS could not be loaded (") and "unexpected-error" in summary
+
+
+def test_explains_which_app_was_chosen_and_judges_the_path_it_receives(
+    networkless_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_APPS", json.dumps([
+        {"name": "prom", "path_prefix": "/prom", "strip_prefix": True, "upstream": "http://127.0.0.1:9090",
+         "routes": [{"path": "/admin/*", "access": "deny"}]},
+        {"name": "grafana", "hosts": ["grafana.example.com"], "upstream": "http://127.0.0.1:3000"},
+    ]))
+    cookie = f"__client_uat=1; __session={session_token()}"
+    request = {"now": IAT, "headers": {"cookie": cookie, "accept": "text/html"}}
+    code, (prom, grafana, none) = explain(
+        monkeypatch, capsys, {**request, "url": "https://app.example.com/prom/admin/x"},
+        {**request, "url": "https://grafana.example.com/prom/admin/x"},
+        {**request, "url": "https://app.example.com/other"},
+    )
+    assert code == 0
+    assert prom["app"] == {"name": "prom", "path": "/admin/x"}
+    assert prom["policy"] == {"verdict": "deny", "rule": "route 1 (/admin/*)", "api": False, "path": "/admin/x",
+                              "because": "a deny route"}
+    assert grafana["app"] == {"name": "grafana", "path": "/prom/admin/x"} and grafana["policy"]["verdict"] == "allow"
+    assert none["app"] is None
+    assert none["policy"] == {"verdict": "refused", "http_status": 404,
+                              "because": "no app takes this host and path (no_app)"}
