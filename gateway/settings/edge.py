@@ -219,8 +219,9 @@ class GatewaySettings:
         (), parse_apps, env="GATEWAY_APPS",
         help="Several apps behind one gateway: `[[gateway.apps]]` with `name`, `upstream`, optional `hosts`, "
         "`path_prefix`, `strip_prefix`, `preserve_host`, `connect_timeout`, `read_timeout`, `websockets`, "
-        "`public_paths`, `api_paths`, `routes`, `accepts_token`, `assertion_audience`, `identity` (JSON array in "
-        "the environment); see \"Many apps behind one gateway\". Without it the top-level settings are the one app.",
+        "`public_paths`, `api_paths`, `routes`, `accepts_token`, `assertion_audience`, `identity`, `clerk` (an "
+        "instance of its own: `[clerk]` keys) (JSON array in the environment); see \"Many apps behind one gateway\". "
+        "Without it the top-level settings are the one app.",
     )  # fmt: skip
 
     def served_apps(self) -> tuple[AppSettings, ...]:
