@@ -27,7 +27,7 @@ from gateway.settings import Settings, SettingsError
 
 logger = logging.getLogger("gateway")
 
-RESTART_ONLY = ("listen", "workers", "redis_url", "revocation_retention")
+RESTART_ONLY = ("listen", "workers", "redis_url", "revocation_retention", "reload_watch")
 """Settings a reload keeps: the server reads the first two once, before the app; the Redis connection
 and the deny list live as long as the process (handed from runtime to runtime)."""
 

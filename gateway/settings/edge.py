@@ -215,6 +215,10 @@ class GatewaySettings:
         None, parse_text, env="GATEWAY_ASSERTION_AUDIENCE",
         help="The assertion's `aud`; unset: `GATEWAY_PUBLIC_ORIGIN` (no `aud` without either).",
     )  # fmt: skip
+    reload_watch: float = setting(
+        0.0, seconds(allow_zero=True), env="GATEWAY_RELOAD_WATCH",
+        help="Seconds between looks at the configuration file: a change reloads it as SIGHUP does (0: only SIGHUP).",
+    )  # fmt: skip
     apps: tuple[AppSettings, ...] = setting(
         (), parse_apps, env="GATEWAY_APPS",
         help="Several apps behind one gateway: `[[gateway.apps]]` with `name`, `upstream`, optional `hosts`, "
