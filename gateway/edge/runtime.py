@@ -29,7 +29,7 @@ from gateway.revocation import LocalFeed, Revocations, local_revocations
 from gateway.revocation.signature import WebhookVerifier
 from gateway.settings import IdentitySettings, Settings
 from gateway.shared.connection import RedisConnection
-from gateway.shared.feed import shared_revocations
+from gateway.shared.feed import RedisFeed, shared_revocations
 from gateway.shared.refresh import RedisRefreshFlight
 from gateway.shared.sealing import Sealer
 
@@ -63,6 +63,8 @@ class EdgeRuntime:
         gateway = settings.gateway
         self.settings = settings
         self.clock = clock
+        if redis is None and revocations is not None and isinstance(revocations.feed, RedisFeed):
+            redis = revocations.feed.connection  # handed over with the revocations: one connection still
         self.redis: RedisConnection | None = redis or (
             RedisConnection(gateway.redis_url.url) if gateway.redis_url is not None else None
         )
@@ -305,6 +307,8 @@ class EdgeRuntime:
     def hand_over_revocations(self) -> Revocations:
         """Give this runtime's revocations to its successor (a reload): closing this one leaves them open."""
         self._revocations_handed_over = True
+        if isinstance(self.revocations.feed, RedisFeed):
+            self._redis_handed_over = True  # the feed goes on over this connection
         return self.revocations
 
     def hand_over_redis(self) -> RedisConnection | None:

@@ -39,6 +39,17 @@ def new_signing_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+def checked_signing_secret(secret: str) -> str:
+    """`secret` if it is `whsec_` and base64 of at least 16 bytes, as Clerk's are; else ValueError."""
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True) if secret.startswith("whsec_") else b""
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise ValueError("--webhook-secret: expected whsec_ and the base64 of at least 16 bytes")
+    return secret
+
+
 @dataclass(slots=True)
 class Delivery:
     message_id: str
@@ -82,7 +93,7 @@ class WebhookSender:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.instance_id = instance_id
-        self.secret = secret or new_signing_secret()
+        self.secret = checked_signing_secret(secret) if secret else new_signing_secret()
         self._signer = Webhook(self.secret)
         self._clock = clock
         self._ids = ids

@@ -81,3 +81,40 @@ def test_command_reports_a_bad_seed_and_exits_2(tmp_path: Path) -> None:
         timeout=30,
     )
     assert result.returncode == 2 and "users[0]" in result.stderr
+
+
+def test_command_sends_webhooks_where_told_and_prints_their_secret() -> None:
+    secret = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+    process = subprocess.Popen(
+        [*COMMAND, "--fapi-port", "0", "--bapi-port", "0", "--webhook", "http://127.0.0.1:9/hook",
+         "--webhook", "http://127.0.0.1:9/other", "--webhook-secret", secret],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl+C"):
+                break
+        banner = "".join(lines)
+        assert f"CLERK_WEBHOOK_SIGNING_SECRET={secret}\n" in banner
+        assert "Webhooks to: http://127.0.0.1:9/hook, http://127.0.0.1:9/other\n" in banner
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_command_refuses_a_malformed_webhook_secret_and_exits_2() -> None:
+    result = subprocess.run(
+        [*COMMAND, "--fapi-port", "0", "--bapi-port", "0", "--webhook-secret", "whsec_not base64!"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--webhook-secret: expected whsec_" in result.stderr
