@@ -20,6 +20,7 @@ from typing import Any, Literal, TextIO
 from urllib.parse import urlencode, urlsplit
 
 import httpx
+import redis.asyncio as redis_asyncio
 
 from gateway.clerk.options import CLERK_API_VERSION
 from gateway.edge.frontend_api import configured_proxy_url
@@ -120,6 +121,7 @@ class Doctor:
             *self.origin(),
             await self.frontend_api_proxy(),
             *await asyncio.gather(*(self.upstream(app) for app in self.gateway.served_apps())),
+            await self.redis(),
         ]
         return found
 
@@ -388,6 +390,34 @@ class Doctor:
             check, "FAIL", f"the app does not answer at {upstream} ({reply.error}).",
             f"start the app, or fix {setting}.",
         )  # fmt: skip
+
+    async def redis(self) -> Verdict:
+        """With `GATEWAY_REDIS_URL`: Redis answers, and is recent enough for the commands the feed uses."""
+        configured = self.gateway.redis_url
+        if configured is None:
+            return Verdict("redis", "skip", "no GATEWAY_REDIS_URL: each process keeps its own revocations, refreshes.")
+        client = redis_asyncio.Redis.from_url(configured.url, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            info = await client.info("server")
+        except (redis_asyncio.RedisError, OSError) as error:
+            return Verdict(
+                "redis", "FAIL", f"Redis does not answer at {configured} ({type(error).__name__}): replicas "
+                "serve from their own state meanwhile.", "start Redis, or fix GATEWAY_REDIS_URL.",
+            )  # fmt: skip
+        finally:
+            await client.aclose()
+        version = str(info.get("redis_version", "0"))
+        numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+        if numbers < MINIMUM_REDIS:
+            return Verdict(
+                "redis", "FAIL", f"Redis {version} at {configured} lacks SET PXAT, which the revocation feed uses.",
+                "use Redis 6.2 or later.",
+            )  # fmt: skip
+        return Verdict("redis", "ok", f"Redis {version} answers at {configured}.")
+
+
+MINIMUM_REDIS = (6, 2)
+"""`SET ... PXAT` (the revocation entries' expiry) arrived in Redis 6.2."""
 
 
 async def _nothing() -> None:

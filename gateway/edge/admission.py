@@ -26,7 +26,8 @@ from gateway.clerk.request import RequestView
 from gateway.clerk_api.authenticator import Authenticator
 from gateway.edge.app_choice import AppChooser
 from gateway.edge.apps import App
-from gateway.edge.loops import Loop, LoopGuard, log_loop
+from gateway.edge.instance import ClerkInstance
+from gateway.edge.loops import Loop, log_loop
 from gateway.edge.machine_rules import route_accepts
 from gateway.edge.navigation import is_navigation
 from gateway.edge.outcomes import Deny, Outcome, outcome_for
@@ -111,16 +112,16 @@ class Admission:
         self.authenticator = authenticator
         self.apps = apps
         self.forwarded = forwarded
-        self._keys_available = keys_available
         self.deny_list = deny_list if deny_list is not None else DenyList()
         """Sessions and users Clerk revoked (webhooks): their signed-in states become `session-revoked`."""
         self._max_url = gateway.max_url_length
         self._max_header_bytes = gateway.max_header_bytes
         self._max_cookies = gateway.max_cookies
         self._hosts = HostAllowList(gateway.allowed_hosts)
-        self._by_path = settings.clerk.organization_sync is not None
-        self.loops = LoopGuard(settings.clerk.secret_key)
-        self._explain_loops = gateway.explain_loops or not settings.clerk.is_production
+        self.instance = ClerkInstance(
+            settings.clerk, authenticator, explain_loops=gateway.explain_loops, keys_available=keys_available
+        )
+        """The `[clerk]` instance: every app's that names none of its own."""
         self.memo: SessionMemo | None = SessionMemo(gateway.token_cache_size)
         """None: every request decided afresh (the memo's equivalence tests compare both)."""
 
@@ -215,6 +216,7 @@ class Admission:
         incoming, headers, app = screened.incoming, screened.headers, screened.app
         if app is None:
             return Deny(404, "no_app", "No app is served at this address.", screened.navigation)
+        instance = app.instance or self.instance
         accepts = route_accepts(app.policy.rules_for(screened.app_path.readings, incoming.method)[0])
         if accepts is None:
             accepts = app.accepts_token
@@ -227,18 +229,18 @@ class Admission:
                 headers,
                 screened.path.judged,
                 incoming.query.decode("latin-1"),
-                by_path=self._by_path,
+                by_path=instance.by_path,
                 accepts=accepts,
             )
             if key is not None:
                 key = app.memo_prefix + key
-                remembered = self._remembered(key, screened)
+                remembered = self._remembered(key, screened, instance)
                 if remembered is not None:
                     return remembered
         view: RequestView | None = None
         try:
             view = screened.view()
-            state = await self.authenticator.authenticate(view, accepts=accepts)
+            state = await instance.authenticator.authenticate(view, accepts=accepts)
         except ClerkProtocolError as error:
             if view is not None:
                 logger.warning("authentication failed: %s", error.message)
@@ -247,9 +249,9 @@ class Admission:
             state = REVOKED
         if key is not None and self.memo is not None:
             self.memo.remember(key, state)
-        return self._outcome(screened, view, state)
+        return self._outcome(screened, view, state, instance)
 
-    def _remembered(self, key: bytes, screened: Screened) -> Outcome | None:
+    def _remembered(self, key: bytes, screened: Screened, instance: ClerkInstance) -> Outcome | None:
         """The memoised signed-in outcome, if it still holds and the route lets it through as it is.
 
         Only the decision's state is remembered (its key covers the method, so another method is
@@ -259,15 +261,17 @@ class Admission:
         state = self.memo.get(key)
         if state is None:
             return None
-        if not self.authenticator.still_signed_in(state) or (
+        if not instance.authenticator.still_signed_in(state) or (
             self.deny_list.active and is_revoked(self.deny_list, state)
         ):
             self.memo.forget(key)
             return None
-        outcome = self._outcome(screened, None, state)
+        outcome = self._outcome(screened, None, state, instance)
         return outcome if outcome.row == "allowed" else None  # refusals are rare: the whole decision builds them
 
-    def _outcome(self, screened: Screened, view: RequestView | None, state: AuthState) -> Outcome:
+    def _outcome(
+        self, screened: Screened, view: RequestView | None, state: AuthState, instance: ClerkInstance
+    ) -> Outcome:
         incoming = screened.incoming
         decision = None
         location = state.location if state.headers else None
@@ -282,7 +286,7 @@ class Admission:
 
         def sign_in_location() -> str:
             known = view if view is not None else screened.view()
-            clerk = self.settings.clerk
+            clerk = instance.options
             pending = state.status == "signed-in" and state.claims is not None and state.claims.is_pending
             dev_browser = known.dev_browser_token(clerk.cookie_suffix)
             back = location or known.clerk_url  # a resolution's clean URL, without the handshake's parameters
@@ -291,7 +295,7 @@ class Admission:
         def loop_check(state: AuthState, kind: str) -> tuple[Loop | None, tuple[bytes, bytes]]:
             known = view if view is not None else screened.view()
             secure = known.clerk_url.startswith("https:")
-            loop, cookie = self.loops.check(known, state, kind, self.authenticator.clock(), secure=secure)
+            loop, cookie = instance.loops.check(known, state, kind, instance.authenticator.clock(), secure=secure)
             if loop is not None:
                 log_loop(loop, state.reason, screened.path.judged)
             return loop, cookie
@@ -301,13 +305,13 @@ class Admission:
             decision,
             navigation=screened.navigation,
             redirectable=incoming.method in ("GET", "HEAD") and screened.navigation,
-            keys_available=self._keys_available(),
+            keys_available=instance.keys_available(),
             carries_token=(view if view is not None else screened.view()).carries_session_token
             if decision is not None and decision.verdict == "sign-in"
             else False,
             sign_in_location=sign_in_location,
             loop_check=loop_check if screened.navigation and incoming.method in ("GET", "HEAD") else None,
-            explain_loops=self._explain_loops,
+            explain_loops=instance.explain_loops,
             return_path=screened.path.judged,
         )
 

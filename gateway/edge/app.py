@@ -26,7 +26,7 @@ from gateway.edge.live import Live
 from gateway.edge.observability import SERVING_KEY, Observability, configure_access_log
 from gateway.edge.paths import AmbiguousPath, canonical_path
 from gateway.edge.record import record_of, stamp
-from gateway.edge.reload import ignore_hangup_until_ready, reload_on_hangup
+from gateway.edge.reload import FileWatch, ignore_hangup_until_ready, reload_on_hangup
 from gateway.edge.runtime import EdgeRuntime
 from gateway.settings import Settings, load_settings
 
@@ -100,6 +100,8 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.start()
         reloading = reload_on_hangup(live) if reload_settings is not None else None
+        path, every = settings.config_path, settings.gateway.reload_watch
+        watching = FileWatch(live, path, every) if reload_settings is not None and path and every > 0 else None
         # What exists now (settings, routes, keys, pools) lives as long as the process: out of the
         # collector's generations, full collections stay short and so do the slowest requests (p99).
         # A request's objects die by reference counting; collecting every 5,000 allocations instead
@@ -111,6 +113,8 @@ def create_app(
         finally:
             if reloading is not None:
                 reloading.close()
+            if watching is not None:
+                watching.close()
             await live.aclose(settings.gateway.shutdown_timeout)
 
     litestar = Litestar(route_handlers=HANDLERS, lifespan=[lifespan], openapi_config=None, debug=False)

@@ -13,7 +13,9 @@ from dataclasses import replace
 
 from gateway.clerk.token_types import AcceptsToken
 from gateway.edge.app_choice import AppChooser
+from gateway.edge.frontend_api import FrontendApiProxy
 from gateway.edge.identity import IdentityHeaderWriter
+from gateway.edge.instance import ClerkInstance
 from gateway.edge.policy import Policy
 from gateway.forwarded import ForwardedPolicy
 from gateway.settings import GatewaySettings
@@ -25,7 +27,10 @@ from gateway.upstream.proxy import UpstreamProxy
 class App:
     """One app behind the gateway. `memo_prefix` keeps its remembered decisions apart from other apps'."""
 
-    __slots__ = ("accepts_token", "identity", "memo_prefix", "name", "policy", "proxy", "settings", "websockets")
+    __slots__ = (
+        "accepts_token", "frontend_api", "identity", "instance", "memo_prefix", "name", "policy", "proxy", "settings",
+        "websockets",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -34,7 +39,11 @@ class App:
         number: int,
         forwarded: ForwardedPolicy,
         identity: IdentityHeaderWriter,
+        instance: ClerkInstance | None = None,
+        frontend_api: FrontendApiProxy | None = None,
     ) -> None:
+        """`instance`, `frontend_api`: the app's own Clerk instance and its Frontend API proxy (None: the
+        `[clerk]` instance's, which serves every other app)."""
         self.settings = settings
         self.name = settings.name
         self.accepts_token: AcceptsToken = (
@@ -42,6 +51,8 @@ class App:
         )
         self.policy = app_policy(settings, gateway)
         self.identity = identity
+        self.instance = instance
+        self.frontend_api = frontend_api
         self.websockets = settings.websockets
         self.memo_prefix = number.to_bytes(2, "big")
         self.proxy: UpstreamProxy | None = (
@@ -58,24 +69,31 @@ class App:
         """None for the default app of a gateway that answers forward-auth only."""
 
 
+OwnInstance = tuple[ClerkInstance, FrontendApiProxy | None]
+"""An app's own Clerk instance and its Frontend API proxy."""
+
+
 def build_apps(
     gateway: GatewaySettings,
     forwarded: ForwardedPolicy,
-    writer: Callable[[IdentitySettings, str | None, tuple[str, ...]], IdentityHeaderWriter],
+    writer: Callable[[AppSettings, IdentitySettings, str | None, tuple[str, ...]], IdentityHeaderWriter],
+    own_instance: Callable[[AppSettings], OwnInstance | None] = lambda app: None,
 ) -> AppChooser[App]:
-    """Every app, each with the identity writer `writer(mapping, audience, also_strip)` makes for it.
+    """Every app, each with the identity writer `writer(app, mapping, audience, also_strip)` makes for
+    it and its own Clerk instance (`own_instance(app)`, None for the `[clerk]` one).
 
     An app without its own `identity` or `assertion_audience` has the top-level one; each writer also
     strips the custom headers of every other app's mapping, so no app can be sent a spoofed one."""
     apps = gateway.served_apps()
     identities = [app_identity(app, gateway) for app in apps]
     custom = tuple(dict.fromkeys(header.name for identity in identities for header in identity.headers))
-    return AppChooser(
-        [
-            (app, App(app, gateway, number, forwarded, writer(identity, app_audience(app, gateway), custom)))
-            for number, (app, identity) in enumerate(zip(apps, identities, strict=True))
-        ]
-    )
+    built: list[tuple[AppSettings, App]] = []
+    for number, (app, identity) in enumerate(zip(apps, identities, strict=True)):
+        own = own_instance(app)
+        identity_writer = writer(app, identity, app_audience(app, gateway), custom)
+        instance, frontend_api = own if own is not None else (None, None)
+        built.append((app, App(app, gateway, number, forwarded, identity_writer, instance, frontend_api)))
+    return AppChooser(built)
 
 
 def app_policy(app: AppSettings, gateway: GatewaySettings) -> Policy:

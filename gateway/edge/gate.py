@@ -39,14 +39,15 @@ class Gate:
             await self._refuse(scope, receive, send, record, screened)
             return
         _route_to_canonical(scope, screened)
-        frontend_api = runtime.frontend_api
+        app = screened.app
+        # An app of its own Clerk instance: its host's Frontend API is that instance's, never `[clerk]`'s.
+        frontend_api = app.frontend_api if app is not None and app.instance is not None else runtime.frontend_api
         if frontend_api is not None and frontend_api.matches(screened.path.judged):
             record.route_class = "frontend_api"
             if record.request_id is not None:  # the Frontend API proxy builds its own answers
                 send = stamping(send, record, record.request_id)
             await frontend_api.handle(scope, receive, send)
             return
-        app = screened.app
         if app is not None:
             record.app = app.name
         if websocket:

@@ -4,9 +4,10 @@ A reload reads the settings again (the file and the process's environment, throu
 worker was given); a configuration `gateway check-config` would refuse is logged, every problem, and
 ignored: the running one keeps serving. An accepted one becomes a new `EdgeRuntime`, started before
 the swap; requests that started on the old runtime finish on it (each request keeps the `Serving` it
-began with), and the old runtime drains and closes in the background. Settings the server applies
-before the app exists (`listen`, `workers`) cannot change here: they are reported as needing a
-restart and keep their old value.
+began with), and the old runtime drains and closes in the background, having handed the process-wide
+revocations and Redis connection to the new one. Settings the server applies before the app exists
+(`listen`, `workers`) and those of the process-wide objects cannot change here (`RESTART_ONLY`): they
+are reported as needing a restart and keep their old value.
 
 Why a module of its own: it is the only place that replaces the runtime; the rest of the edge sees one
 runtime for the whole of a request.
@@ -27,7 +28,7 @@ from gateway.settings import Settings, SettingsError
 
 logger = logging.getLogger("gateway")
 
-RESTART_ONLY = ("listen", "workers", "redis_url", "revocation_retention")
+RESTART_ONLY = ("listen", "workers", "redis_url", "revocation_retention", "reload_watch")
 """Settings a reload keeps: the server reads the first two once, before the app; the Redis connection
 and the deny list live as long as the process (handed from runtime to runtime)."""
 
@@ -88,6 +89,10 @@ class Live:
                 logger.error("configuration reload refused: %s", problem)
             logger.error("configuration reload refused; still serving sha256 %s", old.sha256)
             self.reloads["refused"] += 1
+            return False
+        except Exception:  # never the end of the signal handler's task: the old configuration stays
+            logger.exception("configuration reload failed; still serving sha256 %s", old.sha256)
+            self.reloads["failed"] += 1
             return False
         settings = _keep_restart_only(old.runtime.settings, settings)
         runtime: EdgeRuntime | None = None

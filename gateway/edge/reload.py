@@ -14,6 +14,9 @@ worker, and no server may act on it first:
   on SIGHUP (its supervisor's own handler): send SIGHUP to each worker process instead.
 * A worker ignores SIGHUP until its lifespan starts (`ignore_hangup_until_ready`: the default action
   would end it), then reloads on it (`reload_on_hangup`).
+
+`FileWatch` (`GATEWAY_RELOAD_WATCH` seconds) is the other way in: each worker looks at the file's size
+and modification time, and a change reloads it as SIGHUP does, whatever the server.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import logging
 import multiprocessing
 import os
 import signal
+from pathlib import Path
 from types import FrameType
 
 from gateway.edge.live import Live
@@ -74,3 +78,32 @@ def relay_hangup_to_workers() -> None:
                 os.kill(worker.pid, signal.SIGHUP)
 
     signal.signal(signal.SIGHUP, relay)
+
+
+class FileWatch:
+    """Reload when the configuration file changes (size or modification time), looked at every `interval`."""
+
+    def __init__(self, live: Live, path: Path, interval: float) -> None:
+        self._live = live
+        self._path = path
+        self._interval = interval
+        self._seen = self._look()
+        self._task = asyncio.get_running_loop().create_task(self._watch(), name="configuration-watch")
+
+    def _look(self) -> tuple[int, int] | None:
+        try:
+            status = self._path.stat()
+        except OSError:  # being replaced, or gone: the next look decides
+            return None
+        return status.st_size, status.st_mtime_ns
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            seen = self._look()
+            if seen is not None and seen != self._seen:
+                self._seen = seen
+                await self._live.reload()
+
+    def close(self) -> None:
+        self._task.cancel()

@@ -16,18 +16,20 @@ import httpx
 
 from gateway.clerk.asks import KeysAnswer
 from gateway.clerk.keys import PublishableKey
+from gateway.clerk.options import ClerkOptions
 from gateway.clerk_api.authenticator import Authenticator
 from gateway.clerk_api.identity_lookups import IdentityLookups
 from gateway.edge.admission import Admission
 from gateway.edge.apps import App, build_apps
 from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
 from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
+from gateway.edge.instance import ClerkInstance
 from gateway.forwarded import ForwardedPolicy
 from gateway.revocation import LocalFeed, Revocations, local_revocations
 from gateway.revocation.signature import WebhookVerifier
 from gateway.settings import IdentitySettings, Settings
 from gateway.shared.connection import RedisConnection
-from gateway.shared.feed import shared_revocations
+from gateway.shared.feed import RedisFeed, shared_revocations
 from gateway.shared.refresh import RedisRefreshFlight
 from gateway.shared.sealing import Sealer
 
@@ -36,11 +38,15 @@ logger = logging.getLogger("gateway")
 
 def frontend_api_base_url(settings: Settings) -> str:
     """Where the Frontend API really answers: the configured URL, else https://<host from the key>."""
-    configured = settings.clerk.frontend_api_url
+    return instance_frontend_api_url(settings.clerk)
+
+
+def instance_frontend_api_url(options: ClerkOptions) -> str:
+    configured = options.frontend_api_url
     if configured:
         return configured.rstrip("/")
-    publishable: PublishableKey = settings.clerk.publishable_key
-    return f"https://{settings.clerk.original_frontend_api or publishable.frontend_api}"
+    publishable: PublishableKey = options.publishable_key
+    return f"https://{options.original_frontend_api or publishable.frontend_api}"
 
 
 class EdgeRuntime:
@@ -57,6 +63,8 @@ class EdgeRuntime:
         gateway = settings.gateway
         self.settings = settings
         self.clock = clock
+        if redis is None and revocations is not None and isinstance(revocations.feed, RedisFeed):
+            redis = revocations.feed.connection  # handed over with the revocations: one connection still
         self.redis: RedisConnection | None = redis or (
             RedisConnection(gateway.redis_url.url) if gateway.redis_url is not None else None
         )
@@ -117,10 +125,18 @@ class EdgeRuntime:
             else None
         )
         """None without a secret key: the identity headers then carry what the token alone gives."""
+        self._own: dict[str, tuple[ClerkInstance, FrontendApiProxy | None, IdentityLookups | None]] = {
+            name: self._own_instance(options) for name, options in settings.app_clerk.items()
+        }
+        """The apps' own Clerk instances by app name: each its `Authenticator`, Frontend API proxy, lookups."""
         self.apps = build_apps(
             gateway,
             self.forwarded,
-            lambda identity, audience, also_strip: self.identity_writer(identity, audience, also_strip=also_strip),
+            lambda app, identity, audience, also_strip: self.identity_writer(
+                identity, audience, also_strip=also_strip, lookups=self._own[app.name][2] if app.name in self._own
+                else self.identity_lookups,
+            ),
+            lambda app: self._own[app.name][:2] if app.name in self._own else None,
         )
         """Every app (the default one of the top-level settings included): its policy, identity and proxy."""
         self.admission = Admission(
@@ -155,21 +171,71 @@ class EdgeRuntime:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    def _own_instance(
+        self, options: ClerkOptions
+    ) -> tuple[ClerkInstance, FrontendApiProxy | None, IdentityLookups | None]:
+        """An app's own Clerk instance: its `Authenticator` (sharing the httpx client), its profile
+        lookups and the Frontend API proxy its host serves."""
+        gateway = self.settings.gateway
+        authenticator = Authenticator(
+            options,
+            http_client=self.http_client,
+            token_cache_size=gateway.token_cache_size,
+            jwks_ttl=gateway.jwks_cache_ttl,
+            jwks_min_refetch_interval=gateway.jwks_min_refetch_interval,
+            machine_revocation_window=gateway.machine_token_revocation_window,
+            clock=self.clock,
+        )
+        backend = authenticator.backend
+        lookups = (
+            IdentityLookups(
+                backend.get_user,
+                backend.get_organization,
+                ttl=gateway.identity_cache_ttl,
+                stale_if_error=gateway.identity_stale_if_error,
+                max_entries=gateway.identity_cache_size,
+                clock=self.clock,
+            )
+            if backend is not None
+            else None
+        )
+        frontend_api = (
+            FrontendApiProxy(
+                prefix=gateway.frontend_api_path,
+                fapi_url=instance_frontend_api_url(options),
+                secret_key=options.secret_key,
+                publishable_key=options.publishable_key.raw,
+                forwarded=self.forwarded,
+                client=self.http_client,
+                proxy_url=configured_proxy_url(options.proxy_url, None, gateway.frontend_api_path),
+            )
+            if gateway.frontend_api_path and options.secret_key
+            else None
+        )
+        return ClerkInstance(options, authenticator, explain_loops=gateway.explain_loops), frontend_api, lookups
+
     def identity_writer(
-        self, identity: IdentitySettings, audience: str | None, *, also_strip: tuple[str, ...] = ()
+        self,
+        identity: IdentitySettings,
+        audience: str | None,
+        *,
+        also_strip: tuple[str, ...] = (),
+        lookups: IdentityLookups | None = None,
     ) -> IdentityHeaderWriter:
         """One app's identity writer: its mapping and audience (default: the public origin), the shared
-        asserter and lookups. `also_strip`: the custom header names of the other apps' mappings."""
+        asserter and its instance's lookups (default: the `[clerk]` instance's). `also_strip`: the custom
+        header names of the other apps' mappings."""
         gateway = self.settings.gateway
+        lookups = lookups if lookups is not None else self.identity_lookups
         writer = IdentityHeaderWriter(
             gateway.identity_headers,
             self.asserter,
             identity=identity,
             audience=audience or gateway.public_origin,
-            lookups=self.identity_lookups,
+            lookups=lookups,
             also_strip=also_strip,
         )
-        if writer.needs_lookups and self.identity_lookups is None:
+        if writer.needs_lookups and lookups is None:
             logger.warning(
                 "identity: the mapping names Backend API fields (e-mail, names, metadata, organization name) "
                 "but there is no CLERK_SECRET_KEY; they come only from session claims of the same name"
@@ -190,6 +256,11 @@ class EdgeRuntime:
         self.keys_at_start = await self.authenticator.start()
         if self.keys_at_start is not None and self.keys_at_start.failure is not None:
             logger.warning("JWKS not loaded at start (%s); will retry on demand", self.keys_at_start.failure.reason)
+        for name, (instance, _, _) in self._own.items():
+            keys = await instance.authenticator.start()
+            if keys is not None and keys.failure is not None:
+                reason = keys.failure.reason
+                logger.warning("JWKS of app %s not loaded at start (%s); will retry on demand", name, reason)
         for app in self.apps.apps:
             if app.proxy is not None:
                 await app.proxy.start()
@@ -222,6 +293,10 @@ class EdgeRuntime:
                 await app.proxy.aclose()
         if self.identity_lookups is not None:
             await self.identity_lookups.aclose()
+        for instance, _, lookups in self._own.values():
+            if lookups is not None:
+                await lookups.aclose()
+            await instance.authenticator.aclose()
         await self.authenticator.aclose()
         await self.http_client.aclose()
         if not self._revocations_handed_over:
@@ -232,6 +307,8 @@ class EdgeRuntime:
     def hand_over_revocations(self) -> Revocations:
         """Give this runtime's revocations to its successor (a reload): closing this one leaves them open."""
         self._revocations_handed_over = True
+        if isinstance(self.revocations.feed, RedisFeed):
+            self._redis_handed_over = True  # the feed goes on over this connection
         return self.revocations
 
     def hand_over_redis(self) -> RedisConnection | None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.clerk.token_types import AcceptsToken
+from gateway.settings.clerk import ClerkSettings
 from gateway.settings.errors import InvalidValue
 from gateway.settings.identity import IdentitySettings, parse_identity_settings
 from gateway.settings.parsing import (
@@ -33,6 +34,7 @@ from gateway.settings.parsing import (
     unknown_key_message,
 )
 from gateway.settings.routes import parse_routes
+from gateway.settings.table import section_specs
 from gateway.settings.values import RouteRule
 
 DEFAULT_APP = "default"
@@ -62,6 +64,8 @@ class AppSettings:
     accepts_token: AcceptsToken | None = None
     assertion_audience: str | None = None
     identity: IdentitySettings | None = None
+    clerk: ClerkSettings | None = field(default=None, repr=False)
+    """The app's own Clerk instance; None: the `[clerk]` one."""
     implicit: bool = False
     """The default app, made of the top-level settings."""
 
@@ -107,10 +111,29 @@ def _parse_audience(value: object) -> str:
     return text
 
 
-def _refuse_own_clerk(value: object) -> object:
-    raise InvalidValue(
-        "an app's own Clerk instance is not supported yet; remove the table (the [clerk] instance serves every app)"
-    )
+def parse_app_clerk(value: object) -> ClerkSettings:
+    """An app's own Clerk instance: the `[clerk]` keys, each parsed as there (nothing is inherited from
+    `[clerk]`: an instance's keys and URLs belong together)."""
+    table = table_of(value, "a table of [clerk] keys such as {publishable_key = \"pk_...\", secret_key = \"sk_...\"}")
+    specs = {spec.key: spec for spec in section_specs("clerk", ClerkSettings)}
+    problems: list[str] = []
+    values: dict[str, object] = {}
+    for key, item in table.items():
+        spec = specs.get(key)
+        if spec is None:
+            problems.append(unknown_key_message(key, list(specs), "the app's clerk table"))
+            continue
+        if isinstance(item, str) and not item.strip() and spec.empty_is_unset:
+            continue
+        try:
+            values[key] = spec.parse(item)
+        except InvalidValue as error:
+            problems.extend(f"{key}: {message}" for message in error.messages)
+    if "publishable_key" not in table:
+        problems.append("publishable_key is missing (an app's own instance names its own keys)")
+    if problems:
+        raise InvalidValue(*problems)
+    return ClerkSettings(**values)  # type: ignore[arg-type]
 
 
 _APP_KEY_PARSERS: dict[str, Callable[[object], object]] = {
@@ -129,7 +152,7 @@ _APP_KEY_PARSERS: dict[str, Callable[[object], object]] = {
     "accepts_token": parse_accepts_token,
     "assertion_audience": _parse_audience,
     "identity": parse_identity_settings,
-    "clerk": _refuse_own_clerk,
+    "clerk": parse_app_clerk,
 }
 APP_KEYS = tuple(_APP_KEY_PARSERS)
 

@@ -22,6 +22,25 @@ MISSING_SECRET_KEY = "Missing Clerk Secret Key. Go to https://dashboard.clerk.co
 
 def clerk_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[str]) -> Iterator[str]:
     """Cross-setting checks, in the order of Clerk's own assertions (PROTOCOL.md §1.1, §1.3)."""
+    yield from instance_problems(clerk, gateway, failed)
+    for number, app in enumerate(gateway.apps, start=1):
+        if app.clerk is not None:
+            for problem in instance_problems(app.clerk, gateway, set()):
+                yield f"GATEWAY_APPS: apps[{number}] ({app.name}): clerk: {problem}"
+    conflicts = identity_header_conflicts(gateway.identity, gateway.identity_headers)
+    yield from (f"GATEWAY_IDENTITY: {problem}" for problem in conflicts)
+    if gateway.assertion_previous_keys and gateway.assertion_key is None and "GATEWAY_ASSERTION_KEY" not in failed:
+        yield "GATEWAY_ASSERTION_PREVIOUS_KEYS: set GATEWAY_ASSERTION_KEY too (the previous keys never sign)"
+    for number, app in enumerate(gateway.apps, start=1):
+        if app.identity is not None:
+            for problem in identity_header_conflicts(app.identity, gateway.identity_headers):
+                yield f"GATEWAY_APPS: apps[{number}] ({app.name}): identity: {problem}"
+    if gateway.apps and gateway.upstream is not None:
+        yield from _default_app_problems(gateway)
+
+
+def instance_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[str]) -> Iterator[str]:
+    """The checks of one Clerk instance (`[clerk]`, or an app's own)."""
     if clerk.publishable_key is None and "CLERK_PUBLISHABLE_KEY" not in failed:
         try:
             parse_publishable_key(None)
@@ -33,16 +52,6 @@ def clerk_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[s
         yield f"CLERK_SECRET_KEY: {MISSING_SECRET_KEY} (Or set CLERK_JWT_KEY to verify tokens without the network.)"
     if clerk.is_satellite:
         yield from _satellite_problems(clerk, gateway, failed)
-    conflicts = identity_header_conflicts(gateway.identity, gateway.identity_headers)
-    yield from (f"GATEWAY_IDENTITY: {problem}" for problem in conflicts)
-    if gateway.assertion_previous_keys and gateway.assertion_key is None and "GATEWAY_ASSERTION_KEY" not in failed:
-        yield "GATEWAY_ASSERTION_PREVIOUS_KEYS: set GATEWAY_ASSERTION_KEY too (the previous keys never sign)"
-    for number, app in enumerate(gateway.apps, start=1):
-        if app.identity is not None:
-            for problem in identity_header_conflicts(app.identity, gateway.identity_headers):
-                yield f"GATEWAY_APPS: apps[{number}] ({app.name}): identity: {problem}"
-    if gateway.apps and gateway.upstream is not None:
-        yield from _default_app_problems(gateway)
 
 
 def _default_app_problems(gateway: GatewaySettings) -> Iterator[str]:

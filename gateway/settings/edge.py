@@ -215,12 +215,17 @@ class GatewaySettings:
         None, parse_text, env="GATEWAY_ASSERTION_AUDIENCE",
         help="The assertion's `aud`; unset: `GATEWAY_PUBLIC_ORIGIN` (no `aud` without either).",
     )  # fmt: skip
+    reload_watch: float = setting(
+        0.0, seconds(allow_zero=True), env="GATEWAY_RELOAD_WATCH",
+        help="Seconds between looks at the configuration file: a change reloads it as SIGHUP does (0: only SIGHUP).",
+    )  # fmt: skip
     apps: tuple[AppSettings, ...] = setting(
         (), parse_apps, env="GATEWAY_APPS",
         help="Several apps behind one gateway: `[[gateway.apps]]` with `name`, `upstream`, optional `hosts`, "
         "`path_prefix`, `strip_prefix`, `preserve_host`, `connect_timeout`, `read_timeout`, `websockets`, "
-        "`public_paths`, `api_paths`, `routes`, `accepts_token`, `assertion_audience`, `identity` (JSON array in "
-        "the environment); see \"Many apps behind one gateway\". Without it the top-level settings are the one app.",
+        "`public_paths`, `api_paths`, `routes`, `accepts_token`, `assertion_audience`, `identity`, `clerk` (an "
+        "instance of its own: `[clerk]` keys) (JSON array in the environment); see \"Many apps behind one gateway\". "
+        "Without it the top-level settings are the one app.",
     )  # fmt: skip
 
     def served_apps(self) -> tuple[AppSettings, ...]:

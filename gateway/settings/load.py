@@ -35,6 +35,8 @@ class Settings:
     clerk_settings: ClerkSettings
     gateway: GatewaySettings
     config_path: Path | None = None
+    app_clerk: Mapping[str, ClerkOptions] = field(default_factory=dict, repr=False)
+    """The core's view of each app's own Clerk instance, by app name (apps without one use `clerk`)."""
 
     @property
     def masked_secret_key(self) -> str | None:
@@ -72,7 +74,10 @@ def load_settings(
         problems.append("GATEWAY_UPSTREAM: missing; set the http(s) URL of the app to proxy to")
     if problems:
         raise SettingsError(problems)
-    return Settings(clerk=_clerk_options(clerk, gateway), clerk_settings=clerk, gateway=gateway, config_path=path)
+    own = {app.name: _clerk_options(app.clerk, gateway) for app in gateway.apps if app.clerk is not None}
+    return Settings(
+        clerk=_clerk_options(clerk, gateway), clerk_settings=clerk, gateway=gateway, config_path=path, app_clerk=own
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -105,7 +105,7 @@ class RedisConnection:
     async def _check(self) -> None:
         try:
             await self.client.ping()
-        except (redis.RedisError, OSError) as error:
+        except (redis.RedisError, OSError, TimeoutError) as error:
             self.failures["ping"] += 1
             if self.up or not self._known:
                 self._mark_down(error)

@@ -167,6 +167,10 @@ class RedisFeed:
                             self._receive(message["data"])
             except (redis.RedisError, OSError) as error:
                 connection.failed("feed", error)
+            except Exception as error:  # a bug must not end the subscription for the process's life
+                logger.exception("redis.feed failed; following again in a second")
+                connection.failed("feed", error)
+                await asyncio.sleep(1.0)
 
     async def _synchronise(self) -> None:
         """Load every live entry, then write back (and publish) the live ones Redis lacks."""

@@ -18,6 +18,7 @@ from gateway.emulator.clock import FakeClock
 from gateway.emulator.server import EmulatorServer
 from gateway.settings import Settings
 from tests.integration.conftest import gateway_settings
+from tests.support.redis_server import needs_redis, running_redis
 from tests.support.upstream import EchoUpstream, unused_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +49,7 @@ async def test_a_healthy_set_up_passes_every_check(dev_clerk: EmulatorServer, up
                   "frontend-api-proxy", "upstream"):  # fmt: skip
         assert lines[check].startswith("ok "), lines[check]
     assert lines["satellite"].startswith("skip")
+    assert lines["redis"].startswith("skip redis")
 
 
 async def test_a_wrong_secret_key_is_refused_by_the_backend_api(dev_clerk: EmulatorServer, upstream: EchoUpstream,
@@ -156,3 +158,24 @@ def test_the_command_reads_the_environment_and_exits_non_zero_on_a_failure(dev_c
     assert completed.returncode == 1, completed.stderr
     assert "FAIL secret-key        the Backend API refuses the secret key" in completed.stdout
     assert completed.stdout.rstrip().endswith("checks failed")  # the Frontend API proxy's check too
+
+
+@needs_redis
+async def test_a_configured_redis_is_pinged_and_its_version_checked(
+    dev_clerk: EmulatorServer, upstream: EchoUpstream, clock: FakeClock, tmp_path: Path
+) -> None:
+    with running_redis(tmp_path) as redis:
+        code, lines = await doctor(settings_for(dev_clerk, upstream.url, GATEWAY_REDIS_URL=redis.url), clock)
+    assert code == 0, lines
+    assert lines["redis"].startswith("ok   redis             Redis ")
+    assert lines["redis"].endswith(f"answers at {redis.url}.")
+
+
+async def test_an_unreachable_redis_fails_its_check_without_showing_its_password(
+    dev_clerk: EmulatorServer, upstream: EchoUpstream, clock: FakeClock
+) -> None:
+    url = f"redis://:hunter2@127.0.0.1:{unused_port()}/0"
+    code, lines = await doctor(settings_for(dev_clerk, upstream.url, GATEWAY_REDIS_URL=url), clock)
+    assert code == 1
+    assert lines["redis"].startswith("FAIL redis             Redis does not answer at redis://:***@127.0.0.1:")
+    assert "Fix: start Redis, or fix GATEWAY_REDIS_URL." in lines["redis"] and "hunter2" not in lines["redis"]

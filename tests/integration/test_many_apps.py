@@ -217,3 +217,38 @@ async def test_readiness_checks_every_app(gateway: RunningGateway, http_client: 
     ready = await http_client.get(f"{gateway.url}/__gateway/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"]["apps"] == {"prom": "ok", "grafana": "ok", "default": "ok"}
+
+
+OTHER = "other.test:8000"
+
+
+async def test_an_app_with_its_own_clerk_instance(
+    dev_clerk: EmulatorServer, upstream: EchoUpstream, second: EchoUpstream, run_gateway: Callable[..., Any],
+    http_client: httpx.AsyncClient, stack: AsyncExitStack, clock: Any,
+) -> None:  # fmt: skip
+    """Two emulators (two instances, two signing keys): each app takes its own instance's tokens only,
+    and its host's Frontend API proxy goes to its own instance."""
+    other = EmulatorServer(clock=clock)
+    other.start()
+    stack.callback(other.stop)
+    apps = [{"name": "other", "hosts": [OTHER], "upstream": second.url, "preserve_host": False,
+             "clerk": {"publishable_key": other.publishable_key, "secret_key": other.secret_key,
+                       "api_url": other.api_url, "frontend_api_url": other.fapi_url}}]  # fmt: skip
+    settings = gateway_settings(dev_clerk, upstream.url, GATEWAY_APPS=json.dumps(apps), GATEWAY_PRESERVE_HOST="false")
+    assert settings.app_clerk["other"].publishable_key.raw == other.publishable_key
+    gateway = await run_gateway(settings, HOST)
+    theirs = {"authorization": f"Bearer {mint_token(other, 'user_bob')}"}
+    ours = {"authorization": f"Bearer {mint_token(dev_clerk, 'user_bob')}"}
+    cases = [
+        (OTHER, theirs, 200, "second"), (OTHER, ours, 401, None), (HOST, theirs, 401, None), (HOST, ours, 200, "first")
+    ]  # fmt: skip
+    for host, token, status, served in cases:
+        response = await http_client.get(f"{gateway.url}/x", headers={"host": host, **FETCH, **token})
+        assert response.status_code == status, (host, token is theirs, response.text)
+        if served is not None:
+            assert _served_by(response, upstream, second)[0] == served
+    for host, clerk in ((OTHER, other), (HOST, dev_clerk)):  # each instance has its own signing key
+        proxied = await http_client.get(f"{gateway.url}/__clerk/.well-known/jwks.json", headers={"host": host, **FETCH})
+        direct = await http_client.get(f"{clerk.fapi_url}/.well-known/jwks.json")
+        assert proxied.status_code == 200 and proxied.json() == direct.json(), host
+    assert (await http_client.get(f"{other.fapi_url}/.well-known/jwks.json")).json() != direct.json()

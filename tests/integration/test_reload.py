@@ -4,6 +4,7 @@ only a restart can change keeps its value."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import signal
@@ -174,3 +175,35 @@ async def test_a_reload_keeps_the_deny_list_and_serves_the_new_rules(
         metrics = (await http_client.get(f"{url}/__gateway/metrics")).text
         assert 'gateway_config_reloads_total{result="applied"} 1.0' in metrics
         assert 'gateway_config_reloads_total{result="refused"} 1.0' in metrics
+
+
+async def test_a_watched_file_reloads_when_it_changes(
+    dev_clerk: EmulatorServer, upstream: EchoUpstream, http_client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('[gateway]\nreload_watch = 0.05\npublic_paths = ["/a/*"]\n')
+    environ = {"CLERK_PUBLISHABLE_KEY": dev_clerk.publishable_key, "CLERK_SECRET_KEY": dev_clerk.secret_key,
+               "CLERK_API_URL": dev_clerk.api_url, "CLERK_FAPI_URL": dev_clerk.fapi_url,
+               "GATEWAY_UPSTREAM": upstream.url}  # fmt: skip
+
+    def load() -> Settings:
+        return load_settings(config, environ, require_upstream=True)
+
+    app = create_app(load(), reload_settings=load)
+    anonymous = {"host": "app.test:8000", **FETCH}
+    async with serving_asgi(app, lifespan="on") as url:
+        assert (await http_client.get(f"{url}/b/x", headers=anonymous)).status_code == 401
+        config.write_text('[gateway]\nreload_watch = 0.05\npublic_paths = ["/b/*"]\n')
+        for _ in range(500):
+            if app.live.reloads["applied"]:
+                break
+            await asyncio.sleep(0.01)
+        assert app.live.reloads["applied"] == 1
+        assert (await http_client.get(f"{url}/b/x", headers=anonymous)).status_code == 200
+        config.write_text('[gateway]\nreload_watch = 0.05\npublic_paths = ["/c/*"\n')  # broken: refused, once
+        for _ in range(500):
+            if app.live.reloads["refused"]:
+                break
+            await asyncio.sleep(0.01)
+        assert app.live.reloads["refused"] == 1
+        assert (await http_client.get(f"{url}/b/x", headers=anonymous)).status_code == 200

@@ -77,9 +77,19 @@ def apps_of(tmp_path: Path, toml: str) -> tuple[AppSettings, ...]:
         ("a bad identity mapping, by its key", 'name = "p"\nupstream = "http://a"\nidentity = {presets = ["basic"]}',
          "GATEWAY_APPS: apps[1] (p): identity: presets: unknown preset 'basic' (expected one of clerk, oauth2-proxy, "
          "remote-user, grafana)"),
-        ("an own Clerk instance (not yet)", 'name = "p"\nupstream = "http://a"\nclerk = {secret_key = "sk"}',
-         "GATEWAY_APPS: apps[1] (p): clerk: an app's own Clerk instance is not supported yet; remove the table "
-         "(the [clerk] instance serves every app)"),
+        ("an own Clerk instance without its publishable key", 'name = "p"\nupstream = "http://a"\n'
+         'clerk = {secret_key = "sk_test_other"}',
+         "GATEWAY_APPS: apps[1] (p): clerk: publishable_key is missing (an app's own instance names its own keys)"),
+        ("an own Clerk instance's unknown key", 'name = "p"\nupstream = "http://a"\n'
+         f'clerk = {{publishable_key = "{ENVIRONMENT["CLERK_PUBLISHABLE_KEY"]}", secret_key = "sk_test_x", '
+         'secrte_key = "x"}',
+         "GATEWAY_APPS: apps[1] (p): clerk: unknown key 'secrte_key' in the app's clerk table (did you mean "
+         "'secret_key'?)"),
+        ("an own Clerk instance with no key to verify with", 'name = "p"\nupstream = "http://a"\npath_prefix = "/p"\n'
+         f'clerk = {{publishable_key = "{ENVIRONMENT["CLERK_PUBLISHABLE_KEY"]}"}}',
+         "GATEWAY_APPS: apps[1] (p): clerk: CLERK_SECRET_KEY: Missing Clerk Secret Key. Go to "
+         "https://dashboard.clerk.com and get your key for your instance. (Or set CLERK_JWT_KEY to verify tokens "
+         "without the network.)"),
     ],
 )
 def test_check_config_names_the_app_and_what_is_wrong(tmp_path: Path, name: str, app: str, expected: str) -> None:
