@@ -129,6 +129,11 @@ class EdgeRuntime:
             name: self._own_instance(options) for name, options in settings.app_clerk.items()
         }
         """The apps' own Clerk instances by app name: each its `Authenticator`, Frontend API proxy, lookups."""
+        self._unsubscribe: list[Callable[[], None]] = []
+        """What `aclose` unregisters: this runtime's identity caches listening to Clerk's change webhooks."""
+        for lookups in (self.identity_lookups, *(own[2] for own in self._own.values())):
+            if lookups is not None:
+                self._forget_on_changes(lookups)
         self.apps = build_apps(
             gateway,
             self.forwarded,
@@ -286,8 +291,17 @@ class EdgeRuntime:
             return False
         return True
 
+    def _forget_on_changes(self, lookups: IdentityLookups) -> None:
+        """A user or organization that changed (a webhook, heard by any replica) is looked up afresh."""
+        self._unsubscribe += [
+            self.revocations.on_user_changed(lambda change: lookups.forget_user(change.subject_id)),
+            self.revocations.on_organization_changed(lambda change: lookups.forget_organization(change.subject_id)),
+        ]
+
     async def aclose(self) -> None:
         self.started = False
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
         for app in self.apps.apps:
             if app.proxy is not None:
                 await app.proxy.aclose()

@@ -5,13 +5,14 @@ Clerk's events (`{"data": {...}, "object": "event", "type": "...", "timestamp": 
 | type                                                   | effect                                             |
 |--------------------------------------------------------|----------------------------------------------------|
 | `session.revoked`, `session.ended`, `session.removed`  | revoke the session `data.id`                       |
-| `user.deleted`                                         | revoke the user `data.id`'s tokens issued until then; the user changed |
+| `user.deleted`                                         | revoke the user `data.id`'s tokens issued until then (2) |
 | `user.updated`                                         | user `data.id` changed                             |
 | `organization.updated`, `organization.deleted`         | organization `data.id` changed                     |
 | `organizationMembership.created/updated/deleted`       | the member and the organization changed (1)        |
 | anything else                                          | none (acknowledged, not an error)                  |
 
 (1) The user `data.public_user_data.user_id` and the organization `data.organization.id`.
+(2) And the user changed: what caches knew of them goes.
 No I/O; the time of an event is its `timestamp` (Clerk's clock), else the signature's.
 """
 
