@@ -6,6 +6,7 @@ Every test runs the real checks over loopback HTTP and asserts the verdict line 
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import time
@@ -87,7 +88,8 @@ async def test_a_skewed_clock_is_measured_against_clerks_date_header(upstream: E
     with EmulatorServer(clock=ahead) as clerk:
         code, lines = await doctor(settings_for(clerk, upstream.url))
     assert code == 1
-    assert lines["clock"].startswith("FAIL clock             this clock is 120 s behind the")
+    # Clerk's `Date` has whole seconds and the clocks move on while the doctor runs: 119 to 121 s.
+    assert re.match(r"FAIL clock {13}this clock is 1(19|20|21) s behind the", lines["clock"]), lines["clock"]
     assert "Clerk tolerates 5 s" in lines["clock"] and "NTP" in lines["clock"]
 
 
