@@ -63,7 +63,7 @@ class WebhookVerifier:
         now = self._wall_clock()
         try:
             signed_at = float(int(values["timestamp"]))
-        except ValueError:
+        except (ValueError, OverflowError):  # not digits, or more of them than a float holds
             raise SignatureError("webhook_timestamp_invalid", "The webhook's timestamp is not a number.") from None
         if signed_at < now - TOLERANCE:
             raise SignatureError("webhook_timestamp_too_old", "The webhook's timestamp is more than 5 minutes old.")

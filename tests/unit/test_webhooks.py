@@ -121,6 +121,8 @@ REVOKED_AT = EVENT_MS / 1000
          "webhook_signature_missing"),
         ("a timestamp that is not a number", BODY, {**signed(BODY), "svix-timestamp": "soon"}, 400,
          "webhook_timestamp_invalid"),
+        ("a timestamp of more digits than a float holds", BODY, {**signed(BODY), "svix-timestamp": "9" * 400},
+         400, "webhook_timestamp_invalid"),
         ("a signature of other headers' names mixed in", BODY,
          {"svix-id": "msg_1", **{k: v for k, v in signed(BODY, prefix="webhook-").items() if k != "webhook-id"}},
          400, "webhook_signature_missing"),
