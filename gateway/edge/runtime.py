@@ -85,9 +85,15 @@ class EdgeRuntime:
             else None
         )
         """Refreshes collapsed across replicas (None without Redis or without a secret key to refresh with)."""
-        secret = settings.clerk_settings.webhook_signing_secret
-        self.webhook_verifier = WebhookVerifier(secret.value) if secret else None
-        """None without `CLERK_WEBHOOK_SIGNING_SECRET`: the webhook endpoint answers 404."""
+        secrets = [
+            secret.value
+            for clerk in (settings.clerk_settings, *(app.clerk for app in gateway.apps if app.clerk is not None))
+            if (secret := clerk.webhook_signing_secret) is not None
+        ]
+        self.webhook_verifier = WebhookVerifier(*secrets) if secrets else None
+        """The `[clerk]` instance's signing secret and each app's own instance's (revocations are by session
+        and user id, unique across instances, so one deny list holds them all). None without any: the
+        webhook endpoint answers 404."""
         self.asserter = (
             IdentityAsserter(
                 gateway.assertion_key.key, clock, previous_keys=[item.key for item in gateway.assertion_previous_keys]

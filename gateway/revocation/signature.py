@@ -39,12 +39,13 @@ class Signed:
 
 
 class WebhookVerifier:
-    """Built once from the signing secret (`whsec_…`, validated by the settings)."""
+    """Built once from the signing secrets (`whsec_…`, validated by the settings): one per Clerk
+    instance the gateway serves, since each instance's endpoint signs with its own."""
 
-    __slots__ = ("_wall_clock", "_webhook")
+    __slots__ = ("_wall_clock", "_webhooks")
 
-    def __init__(self, signing_secret: str, *, wall_clock: Callable[[], float] = time.time) -> None:
-        self._webhook = Webhook(signing_secret)
+    def __init__(self, *signing_secrets: str, wall_clock: Callable[[], float] = time.time) -> None:
+        self._webhooks = tuple(Webhook(secret) for secret in dict.fromkeys(signing_secrets))
         self._wall_clock = wall_clock
         """The library reads the wall clock for its tolerance (no way to give it another), so must this."""
 
@@ -69,10 +70,13 @@ class WebhookVerifier:
             raise SignatureError("webhook_timestamp_too_old", "The webhook's timestamp is more than 5 minutes old.")
         if signed_at > now + TOLERANCE:
             raise SignatureError("webhook_timestamp_too_new", "The webhook's timestamp is more than 5 minutes ahead.")
-        try:
-            self._webhook.verify(body, {f"webhook-{name}": value for name, value in values.items()}, json_parse=False)
-        except WebhookVerificationError:
-            raise SignatureError(
-                "webhook_signature_invalid", "The webhook's signature does not match (is the signing secret right?)."
-            ) from None
-        return Signed(values["id"], signed_at)
+        named = {f"webhook-{name}": value for name, value in values.items()}
+        for webhook in self._webhooks:
+            try:
+                webhook.verify(body, named, json_parse=False)
+            except WebhookVerificationError:
+                continue
+            return Signed(values["id"], signed_at)
+        raise SignatureError(
+            "webhook_signature_invalid", "The webhook's signature does not match (is the signing secret right?)."
+        )

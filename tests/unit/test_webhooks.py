@@ -242,6 +242,51 @@ async def test_without_a_signing_secret_the_endpoint_is_not_there() -> None:
         assert gateway.revocations() == []
 
 
+async def test_an_app_of_its_own_instance_has_its_webhooks_applied_with_its_own_secret() -> None:
+    """Clerk signs each instance's endpoint with that endpoint's secret: the app's own instance's
+    revocations must take effect too, not be refused as another endpoint's."""
+    apps = json.dumps(
+        [
+            {
+                "name": "ops",
+                "hosts": ["ops.test"],
+                "upstream": "http://127.0.0.1:9",
+                "clerk": {"publishable_key": PK_TEST, "secret_key": "sk_test_ops", "webhook_signing_secret": OTHER_SECRET},
+            }
+        ]
+    )
+    async for gateway in a_gateway(CLERK_WEBHOOK_SIGNING_SECRET=SECRET, GATEWAY_APPS=apps):
+        own = an_event(data={"id": "sess_ops"})
+        response = await gateway.post(own, signed(own, secret=OTHER_SECRET, message_id="msg_ops"))
+        assert response.status_code == 204, response.text
+        shared = await gateway.post(BODY, signed(BODY))
+        assert shared.status_code == 204, response.text
+        forged = an_event(data={"id": "sess_forged"})
+        third = "whsec_" + base64.b64encode(b"a third secret, nobody's own xx").decode()
+        refused = await gateway.post(forged, signed(forged, secret=third, message_id="msg_forged"))
+        assert (refused.status_code, refused.json()["error"]) == (400, "webhook_signature_invalid")
+        assert {(item.kind, item.subject_id) for item in gateway.revocations()} == {
+            ("session", "sess_ops"),
+            ("session", "sess_1"),
+        }
+
+
+async def test_an_app_of_its_own_instance_alone_opens_the_endpoint() -> None:
+    apps = json.dumps(
+        [
+            {
+                "name": "ops",
+                "upstream": "http://127.0.0.1:9",
+                "clerk": {"publishable_key": PK_TEST, "secret_key": "sk_test_ops", "webhook_signing_secret": OTHER_SECRET},
+            }
+        ]
+    )
+    async for gateway in a_gateway(GATEWAY_APPS=apps):
+        response = await gateway.post(BODY, signed(BODY, secret=OTHER_SECRET))
+        assert response.status_code == 204, response.text
+        assert gateway.revocations() == [Revocation("session", "sess_1", REVOKED_AT, REVOKED_AT + 3600)]
+
+
 async def test_only_post_is_accepted(gateway: Gateway) -> None:
     response = await gateway.client.get(PATH)
     assert (response.status_code, response.json()["error"], response.headers["allow"]) == (
