@@ -11,6 +11,7 @@ a POST, 413 a body over `MAX_BODY_BYTES`, 503 the feed failed. Never a 500.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any, cast
@@ -64,6 +65,8 @@ async def clerk_webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
             await feed.publish_change(change)
     except Exception:
         logger.exception("webhook %s (%s) could not be applied", signed.message_id, effects.event_type)
+        with contextlib.suppress(Exception):  # its redelivery (the 503 asks for one) must not be a duplicate
+            await feed.forget_delivery(signed.message_id)
         return _error(503, "webhook_not_applied", "The revocation could not be recorded; deliver it again later.")
     if effects.ignored:
         logger.info("webhook %s (%s) acknowledged: nothing to apply", signed.message_id, effects.event_type)

@@ -36,6 +36,9 @@ class RevocationFeed(Protocol):
     async def first_delivery(self, message_id: str, ttl: float) -> bool:
         """True the first time `message_id` is seen within `ttl` seconds, False for a redelivery."""
 
+    async def forget_delivery(self, message_id: str) -> None:
+        """`message_id` did not take effect (its application failed): its redelivery is a first delivery."""
+
 
 class LocalFeed:
     """This process only: applies to its DenyList and listeners, message ids in a bounded TTL cache."""
@@ -71,3 +74,6 @@ class LocalFeed:
             return False
         self._message_ids[message_id] = ttl
         return True
+
+    async def forget_delivery(self, message_id: str) -> None:
+        self._message_ids.pop(message_id, None)

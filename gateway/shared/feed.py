@@ -143,12 +143,25 @@ class RedisFeed:
         first_here = await self._local.first_delivery(message_id, ttl)
         if not self.connection.up:
             return first_here
-        key = self._message_prefix + hashlib.sha256(message_id.encode()).hexdigest()
         try:
-            return bool(await self.connection.client.set(key, b"1", nx=True, ex=max(1, int(ttl))))
+            return bool(
+                await self.connection.client.set(self._message_key(message_id), b"1", nx=True, ex=max(1, int(ttl)))
+            )
         except (redis.RedisError, OSError) as error:
             self.connection.failed("dedupe", error)
             return first_here
+
+    async def forget_delivery(self, message_id: str) -> None:
+        await self._local.forget_delivery(message_id)
+        if not self.connection.up:
+            return
+        try:
+            await self.connection.client.delete(self._message_key(message_id))
+        except (redis.RedisError, OSError) as error:
+            self.connection.failed("dedupe", error)
+
+    def _message_key(self, message_id: str) -> str:
+        return self._message_prefix + hashlib.sha256(message_id.encode()).hexdigest()
 
     # -- following the other replicas --------------------------------------------------------------
 

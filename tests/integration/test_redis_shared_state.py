@@ -220,6 +220,16 @@ async def test_a_webhook_message_is_first_delivered_once_across_replicas(
     assert await second.first_delivery("msg_2", 60) is True
 
 
+async def test_a_forgotten_delivery_is_a_first_delivery_again_on_every_replica(
+    replica: Callable[[], Awaitable[RedisFeed]],
+) -> None:
+    first, second = await replica(), await replica()
+    assert await first.first_delivery("msg_failed", 60) is True
+    await first.forget_delivery("msg_failed")  # its application failed: Clerk delivers it again
+    assert await second.first_delivery("msg_failed", 60) is True
+    assert await first.first_delivery("msg_failed", 60) is False
+
+
 async def test_webhook_de_duplication_falls_back_to_this_process_while_redis_is_away(
     redis_server: RedisServer, replica: Callable[[], Awaitable[RedisFeed]]
 ) -> None:

@@ -158,6 +158,9 @@ async def test_the_local_feed_applies_and_remembers_message_ids_for_their_ttl() 
     assert await feed.first_delivery("msg_2", 600) is True
     clock.now = NOW + 601
     assert await feed.first_delivery("msg_1", 600) is True, "past its ttl the id is forgotten"
+    await feed.forget_delivery("msg_2")
+    assert await feed.first_delivery("msg_2", 600) is True, "a forgotten delivery is a first delivery again"
+    await feed.forget_delivery("msg_never_seen")
     await feed.aclose()
 
 

@@ -251,7 +251,11 @@ async def test_an_app_of_its_own_instance_has_its_webhooks_applied_with_its_own_
                 "name": "ops",
                 "hosts": ["ops.test"],
                 "upstream": "http://127.0.0.1:9",
-                "clerk": {"publishable_key": PK_TEST, "secret_key": "sk_test_ops", "webhook_signing_secret": OTHER_SECRET},
+                "clerk": {
+                    "publishable_key": PK_TEST,
+                    "secret_key": "sk_test_ops",
+                    "webhook_signing_secret": OTHER_SECRET,
+                },
             }
         ]
     )
@@ -277,7 +281,11 @@ async def test_an_app_of_its_own_instance_alone_opens_the_endpoint() -> None:
             {
                 "name": "ops",
                 "upstream": "http://127.0.0.1:9",
-                "clerk": {"publishable_key": PK_TEST, "secret_key": "sk_test_ops", "webhook_signing_secret": OTHER_SECRET},
+                "clerk": {
+                    "publishable_key": PK_TEST,
+                    "secret_key": "sk_test_ops",
+                    "webhook_signing_secret": OTHER_SECRET,
+                },
             }
         ]
     )
@@ -310,6 +318,23 @@ async def test_a_feed_that_fails_is_a_503_never_a_500(gateway: Gateway) -> None:
     gateway.runtime.revocations.feed.publish = broken  # type: ignore[method-assign]
     response = await gateway.post(BODY, signed(BODY))
     assert (response.status_code, response.json()["error"]) == (503, "webhook_not_applied")
+
+
+async def test_a_delivery_that_failed_is_applied_when_delivered_again(gateway: Gateway) -> None:
+    """The 503 asks Clerk to deliver again: that redelivery is not a duplicate of what never took effect."""
+    feed = gateway.runtime.revocations.feed
+    working = feed.publish
+
+    async def broken(revocation: Revocation) -> None:
+        raise ConnectionError("the shared store is down")
+
+    feed.publish = broken  # type: ignore[method-assign]
+    failed = await gateway.post(BODY, signed(BODY, message_id="msg_retry"))
+    assert (failed.status_code, failed.json()["error"]) == (503, "webhook_not_applied")
+    feed.publish = working  # type: ignore[method-assign]
+    again = await gateway.post(BODY, signed(BODY, message_id="msg_retry"))
+    assert again.status_code == 204, again.text
+    assert gateway.revocations() == [Revocation("session", "sess_1", REVOKED_AT, REVOKED_AT + 3600)]
 
 
 @pytest.mark.parametrize(
