@@ -37,6 +37,8 @@ def clerk_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[s
                 yield f"GATEWAY_APPS: apps[{number}] ({app.name}): identity: {problem}"
     if gateway.apps and gateway.upstream is not None:
         yield from _default_app_problems(gateway)
+    if gateway.assertion_key is not None:
+        yield from _shared_audience_problems(gateway)
 
 
 def instance_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[str]) -> Iterator[str]:
@@ -63,6 +65,27 @@ def _default_app_problems(gateway: GatewaySettings) -> Iterator[str]:
                 "GATEWAY_UPSTREAM: the top-level upstream is the app "
                 f"{DEFAULT_APP!r} (any host, path_prefix '/'), {problem[len(DEFAULT_APP) + 2:]}"
             )
+
+
+def _shared_audience_problems(gateway: GatewaySettings) -> Iterator[str]:
+    """Each app's assertion needs an audience of its own: an app verifies the signature and its audience,
+    so one that shares its audience with another (or neither has one) accepts the assertions the other
+    received, and whoever can replay those to it (that app, its logs) passes as their users."""
+    apps = gateway.served_apps()
+    audiences = [app.assertion_audience or gateway.assertion_audience or gateway.public_origin for app in apps]
+    for number, app in enumerate(gateway.apps, start=1):
+        index = apps.index(app)
+        other = next((apps[at] for at, audience in enumerate(audiences) if at != index
+                      and audience == audiences[index]), None)  # fmt: skip
+        if other is None:
+            continue
+        shared = f"the same as app {other.name!r}'s ({audiences[index]!r})" if audiences[index] else (
+            f"none, as app {other.name!r} has none"
+        )
+        yield (
+            f"GATEWAY_APPS: apps[{number}] ({app.name}): assertion_audience: {shared}; give each app its own, "
+            "or an assertion one app receives is accepted by the other"
+        )
 
 
 def _satellite_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[str]) -> Iterator[str]:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import cli
 from gateway.clerk.keys import make_publishable_key
@@ -28,10 +30,10 @@ def problems_of(tmp_path: Path, toml: str, environ: dict[str, str] | None = None
     return list(caught.value.problems)
 
 
-def apps_of(tmp_path: Path, toml: str) -> tuple[AppSettings, ...]:
+def apps_of(tmp_path: Path, toml: str, environ: dict[str, str] | None = None) -> tuple[AppSettings, ...]:
     path = tmp_path / "gateway.toml"
     path.write_text(toml)
-    return load_settings(path, ENVIRONMENT, require_upstream=True).gateway.served_apps()
+    return load_settings(path, {**ENVIRONMENT, **(environ or {})}, require_upstream=True).gateway.served_apps()
 
 
 @pytest.mark.parametrize(
@@ -116,6 +118,43 @@ def test_the_top_level_upstream_cannot_shadow_an_app_of_any_host_at_the_root(tmp
         "GATEWAY_UPSTREAM: the top-level upstream is the app 'default' (any host, path_prefix '/'), any host "
         "with path_prefix '/' is already 'all''s"
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "toml", "environ", "expected"),
+    [
+        ("an app without its own audience shares the top-level one", f"{TOP}{PROM}",
+         {"GATEWAY_ASSERTION_AUDIENCE": "tools"},
+         ["GATEWAY_APPS: apps[1] (prom): assertion_audience: the same as app 'default''s ('tools'); give each app "
+          "its own, or an assertion one app receives is accepted by the other"]),
+        ("neither app has an audience", f"{TOP}{PROM}", {},
+         ["GATEWAY_APPS: apps[1] (prom): assertion_audience: none, as app 'default' has none; give each app its "
+          "own, or an assertion one app receives is accepted by the other"]),
+        ("two apps name the same one", f'{PROM}assertion_audience = "x"\n'
+         '[[gateway.apps]]\nname = "wiki"\nhosts = ["wiki.example.com"]\nupstream = "http://b"\n'
+         'assertion_audience = "x"\n', {},
+         ["GATEWAY_APPS: apps[1] (prom): assertion_audience: the same as app 'wiki''s ('x'); give each app its own, "
+          "or an assertion one app receives is accepted by the other",
+          "GATEWAY_APPS: apps[2] (wiki): assertion_audience: the same as app 'prom''s ('x'); give each app its own, "
+          "or an assertion one app receives is accepted by the other"]),
+    ],
+)  # fmt: skip
+def test_with_an_assertion_key_each_app_needs_an_audience_of_its_own(
+    tmp_path: Path, name: str, toml: str, environ: dict[str, str], expected: list[str]
+) -> None:
+    key = tmp_path / "assertion.pem"
+    key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    environ = {**environ, "GATEWAY_ASSERTION_KEY": str(key)}
+    assert problems_of(tmp_path, toml, environ) == expected, name
+    own = f'{TOP}{PROM}assertion_audience = "prom"\n'
+    assert [app.name for app in apps_of(tmp_path, own, {**environ, "GATEWAY_ASSERTION_AUDIENCE": "tools"})] == [
+        "prom",
+        DEFAULT_APP,
+    ], "each app of its own audience is fine"
 
 
 def test_every_bad_app_is_reported_at_once(tmp_path: Path) -> None:
