@@ -65,7 +65,7 @@ def effects_of(body: bytes, *, signed_at: float, retention: float) -> Effects:
     """What the event in `body` does; raises `EventError` when it is not an event."""
     try:
         event = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested past the parser's depth
         raise EventError("webhook_event_invalid", "The body is not JSON.") from None
     if not isinstance(event, dict) or not isinstance(event.get("type"), str) or not event["type"]:
         raise EventError("webhook_event_invalid", "The body is not a Clerk event (an object with a `type`).")

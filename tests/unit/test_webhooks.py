@@ -128,6 +128,8 @@ REVOKED_AT = EVENT_MS / 1000
          400, "webhook_signature_missing"),
         ("signed, but not JSON", b"{not json", signed(b"{not json"), 400, "webhook_event_invalid"),
         ("signed JSON that is not an event", b"[1, 2]", signed(b"[1, 2]"), 400, "webhook_event_invalid"),
+        ("signed JSON nested deeper than a parser goes", b"[" * 100_000, signed(b"[" * 100_000), 400,
+         "webhook_event_invalid"),
         ("a known event without its id", an_event(data={"object": "session"}),
          signed(an_event(data={"object": "session"})), 400, "webhook_event_invalid"),
         ("an event type the gateway has no use for", an_event("email.created", data={"id": "ema_1"}),
