@@ -83,6 +83,15 @@ class Authenticator:
             return None
         return await self.jwks.load()
 
+    def adopt_keys(self, other: Authenticator) -> bool:
+        """`other`'s JWKS keys when this one loaded none and both are of one instance (secret key and JWKS
+        URL): what a reload keeps while Clerk's JWKS endpoint fails. True when keys were taken."""
+        if self.jwks is None or other.jwks is None or self.backend is None or other.backend is None:
+            return False
+        if (self.options.secret_key, self.backend.jwks_url) != (other.options.secret_key, other.backend.jwks_url):
+            return False
+        return self.jwks.adopt(other.jwks)
+
     async def authenticate(
         self,
         request: RequestView,

@@ -137,6 +137,15 @@ class JwksCache:
             return self._snapshot_answer()
         return await self._fetch_if_allowed()
 
+    def adopt(self, other: JwksCache) -> bool:
+        """Take `other`'s keys when this cache has none (a reloaded runtime while the JWKS endpoint fails:
+        the keys of the runtime it replaces still verify). True when keys were taken."""
+        if len(self._keys) > 0 or len(other._keys) == 0:
+            return False
+        self._keys = other._keys
+        self.last_success_at = other.last_success_at
+        return True
+
     def refresh_in_background_if_stale(self) -> None:
         """For the hot path: keep serving `current` while a refetch runs, instead of making a request wait.
 

@@ -57,9 +57,12 @@ class EdgeRuntime:
         clock: Callable[[], float] = time.time,
         revocations: Revocations | None = None,
         redis: RedisConnection | None = None,
+        predecessor: EdgeRuntime | None = None,
     ) -> None:
         """`revocations` and `redis` are the previous runtime's on a configuration reload, so nothing revoked
-        is forgotten and the Redis connection (and its subscription) carries on."""
+        is forgotten and the Redis connection (and its subscription) carries on; `predecessor` (that
+        runtime) lends its JWKS keys to an instance whose keys cannot be fetched at `start`."""
+        self._predecessor = predecessor
         gateway = settings.gateway
         self.settings = settings
         self.clock = clock
@@ -264,14 +267,24 @@ class EdgeRuntime:
                 "session only when its token expires (GATEWAY_REDIS_URL shares revocations between them)",
                 workers,
             )
+        predecessor, self._predecessor = self._predecessor, None  # lent once, not kept alive
         self.keys_at_start = await self.authenticator.start()
         if self.keys_at_start is not None and self.keys_at_start.failure is not None:
-            logger.warning("JWKS not loaded at start (%s); will retry on demand", self.keys_at_start.failure.reason)
+            kept = predecessor is not None and self.authenticator.adopt_keys(predecessor.authenticator)
+            logger.warning(
+                "JWKS not loaded at start (%s); %s", self.keys_at_start.failure.reason,
+                "verifying with the keys loaded before the reload meanwhile" if kept else "will retry on demand",
+            )  # fmt: skip
         for name, (instance, _, _) in self._own.items():
             keys = await instance.authenticator.start()
             if keys is not None and keys.failure is not None:
+                before = predecessor._own.get(name) if predecessor is not None else None
+                kept = before is not None and instance.authenticator.adopt_keys(before[0].authenticator)
                 reason = keys.failure.reason
-                logger.warning("JWKS of app %s not loaded at start (%s); will retry on demand", name, reason)
+                logger.warning(
+                    "JWKS of app %s not loaded at start (%s); %s", name, reason,
+                    "verifying with the keys loaded before the reload meanwhile" if kept else "will retry on demand",
+                )  # fmt: skip
         for app in self.apps.apps:
             if app.proxy is not None:
                 await app.proxy.start()
@@ -340,7 +353,9 @@ class EdgeRuntime:
         """The runtime for reloaded settings, sharing what lives as long as the process (the revocations:
         deny list and feed; the Redis connection) rather than building it again. This runtime still owns
         them until `hand_over_shared`; a successor that fails to start gives them back the same way."""
-        return EdgeRuntime(settings, clock=self.clock, revocations=self.revocations, redis=self.redis)
+        return EdgeRuntime(
+            settings, clock=self.clock, revocations=self.revocations, redis=self.redis, predecessor=self
+        )
 
     def hand_over_shared(self) -> None:
         """Closing this runtime leaves the shared revocations and Redis connection open (another has them)."""

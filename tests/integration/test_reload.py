@@ -23,7 +23,7 @@ from gateway.emulator.server import EmulatorServer
 from gateway.revocation.deny_list import Revocation
 from gateway.settings import Settings, load_settings
 from tests.support.browser import FETCH
-from tests.support.faults import mint_token, serve_environment
+from tests.support.faults import faulty_proxy, mint_token, serve_environment
 from tests.support.upstream import EchoUpstream, serving_asgi, unused_port, upstream_in_thread
 
 
@@ -175,6 +175,39 @@ async def test_a_reload_keeps_the_deny_list_and_serves_the_new_rules(
         metrics = (await http_client.get(f"{url}/__gateway/metrics")).text
         assert 'gateway_config_reloads_total{result="applied"} 1.0' in metrics
         assert 'gateway_config_reloads_total{result="refused"} 1.0' in metrics
+
+
+async def test_a_reload_while_the_jwks_cannot_be_fetched_keeps_the_keys_it_had(
+    dev_clerk: EmulatorServer, upstream: EchoUpstream, http_client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The new rules take effect and signed-in users stay signed in: the keys of the same instance are
+    carried over, not dropped because Clerk's JWKS endpoint failed at that moment."""
+    async with faulty_proxy(dev_clerk.api_url) as bapi:
+        config = tmp_path / "gateway.toml"
+        config.write_text('[gateway]\npublic_paths = ["/a/*"]\n')
+        environ = {"CLERK_PUBLISHABLE_KEY": dev_clerk.publishable_key, "CLERK_SECRET_KEY": dev_clerk.secret_key,
+                   "CLERK_API_URL": bapi.url, "CLERK_FAPI_URL": dev_clerk.fapi_url,
+                   "GATEWAY_UPSTREAM": upstream.url}  # fmt: skip
+
+        def load() -> Settings:
+            return load_settings(config, environ, require_upstream=True)
+
+        app = create_app(load(), reload_settings=load)
+        async with serving_asgi(app, lifespan="on") as url:
+            anonymous = {"host": "app.test:8000", **FETCH}
+            alice = {**anonymous, "authorization": f"Bearer {mint_token(dev_clerk, 'user_alice')}"}
+
+            async def status(path: str, headers: dict[str, str]) -> int:
+                return (await http_client.get(f"{url}{path}", headers=headers)).status_code
+
+            assert await status("/x", alice) == 200
+            bapi.fault("/v1/jwks", "error")
+            config.write_text('[gateway]\npublic_paths = ["/b/*"]\n')
+            assert await app.live.reload() is True
+            assert (await status("/b/x", anonymous), await status("/a/x", anonymous)) == (200, 401)
+            assert await status("/x", alice) == 200, "the new runtime verifies with the keys it was handed"
+            ready = await http_client.get(f"{url}/__gateway/readyz", headers=anonymous)
+            assert (ready.status_code, ready.json()["checks"]["keys"]) == (200, "ok")
 
 
 async def test_a_watched_file_reloads_when_it_changes(
