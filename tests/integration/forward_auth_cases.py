@@ -13,7 +13,15 @@ from gateway.emulator.server import EmulatorServer
 from tests.integration.conftest import RunningGateway, gateway_settings
 from tests.integration.test_gateway_flows import sign_in
 from tests.support.browser import Browser
-from tests.support.forward_auth import APP_HOST, EVERY_IDENTITY_HEADER, FORGED_IDENTITY, STATUS, Front, identity_values
+from tests.support.forward_auth import (
+    APP_HOST,
+    EVERY_IDENTITY_HEADER,
+    FORGED_IDENTITY,
+    STATUS,
+    Front,
+    echoed_headers,
+    identity_values,
+)
 from tests.support.upstream import EchoUpstream
 
 CARRIERS = EVERY_IDENTITY_HEADER - set(STATUS)
@@ -91,6 +99,24 @@ async def client_sent_identity_never_reaches_the_app(client: httpx.AsyncClient, 
         assert "forged" not in page.text
     refused = await browser.fetch("GET", f"{front.origin}/api/items", headers=FORGED_IDENTITY)
     assert refused.status_code == 401 and "user_forged" not in refused.text
+
+
+FORGED_UNDERSCORE_IDENTITY = {name.replace("-", "_"): value for name, value in FORGED_IDENTITY.items()}
+"""The same forgery spelled with `_`: servers that map headers to CGI-style variables (`HTTP_REMOTE_USER`,
+Rack, PHP, some WSGI servers) read `Remote_User` as `Remote-User`."""
+
+
+async def client_sent_underscore_identity_never_reaches_the_app(client: httpx.AsyncClient, front: Front) -> None:
+    browser = new_browser(client, front)
+    for send in (browser.navigate, lambda url, **kw: browser.fetch("GET", url, **kw)):
+        page = await send(f"{front.origin}/public/pricing", headers=FORGED_UNDERSCORE_IDENTITY)
+        assert page.status_code == 200, (page.status_code, page.text[:300])
+        smuggled = [
+            (name, value) for name, value in echoed_headers(page)
+            if "_" in name and name.replace("_", "-") in EVERY_IDENTITY_HEADER
+        ]  # fmt: skip
+        assert smuggled == [], smuggled
+        assert "forged" not in page.text
 
 
 ORIGINAL_REQUEST_SPOOFS = {

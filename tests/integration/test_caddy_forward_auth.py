@@ -114,6 +114,12 @@ async def test_client_sent_identity_headers_never_reach_the_app_through_caddy(
     await cases.client_sent_identity_never_reaches_the_app(client, front)
 
 
+async def test_client_sent_identity_headers_spelled_with_underscores_never_reach_the_app_through_caddy(
+    client: httpx.AsyncClient, front: Front
+) -> None:
+    await cases.client_sent_underscore_identity_never_reaches_the_app(client, front)
+
+
 @pytest.mark.parametrize("spoof", cases.ORIGINAL_REQUEST_SPOOFS.values(), ids=cases.ORIGINAL_REQUEST_SPOOFS.keys())
 async def test_client_cannot_choose_the_judged_request_through_caddy(
     client: httpx.AsyncClient, front: Front, spoof: dict[str, str]

@@ -119,6 +119,12 @@ async def test_client_sent_identity_headers_never_reach_the_app_through_nginx(
     await cases.client_sent_identity_never_reaches_the_app(http_client, nginx_front)
 
 
+async def test_client_sent_identity_headers_spelled_with_underscores_never_reach_the_app_through_nginx(
+    http_client: httpx.AsyncClient, nginx_front: Front
+) -> None:
+    await cases.client_sent_underscore_identity_never_reaches_the_app(http_client, nginx_front)
+
+
 @pytest.mark.parametrize("spoof", cases.ORIGINAL_REQUEST_SPOOFS.values(), ids=cases.ORIGINAL_REQUEST_SPOOFS.keys())
 async def test_client_cannot_choose_the_judged_request_through_nginx(
     http_client: httpx.AsyncClient, nginx_front: Front, spoof: dict[str, str]
