@@ -98,7 +98,10 @@ def original_request(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str, bytes
     extra: Headers = []
     target = forwarded_uri
     if original_url is not None:
-        original_target, original_host, original_proto = _split_original_url(original_url)
+        try:
+            original_target, original_host, original_proto = _split_original_url(original_url)
+        except ValueError:  # `urlsplit` on a bracketed host that is no IP literal (nginx writes the client's Host)
+            return Deny(400, "bad_original_request", "X-Original-URL is not a URL.")
         if target is not None and target != original_target:
             return _conflict()
         target = original_target

@@ -50,6 +50,10 @@ def test_an_absolute_x_original_url_supplies_the_host_and_scheme_the_decision_re
         ("another method", [*PROXY, (b"x-original-method", b"DELETE")], "conflicting_original_request"),
         ("not a method", [(b"x-forwarded-uri", b"/"), (b"x-forwarded-method", b"GET /x HTTP/1.1")],
          "bad_original_request"),
+        ("an X-Original-URL whose host is a bracket that is no IP (nginx writes the client's Host in it)",
+         [(b"x-original-url", b"http://[evil]/x")], "bad_original_request"),
+        ("an X-Original-URL with an unclosed bracket", [(b"x-original-url", b"http://[::1/x")],
+         "bad_original_request"),
     ],
 )  # fmt: skip
 def test_descriptions_that_disagree_or_are_missing_are_refused(
