@@ -3,8 +3,9 @@
 An app is chosen by host first (an exact `host[:port]`, then the longest `*.suffix`, then an app
 without hosts), then by the longest `path_prefix` matching at a segment boundary of the canonical path
 (`/prom` takes `/prom` and `/prom/x`, never `/prometheus`; letter case counts). The host is compared
-lower-cased, without a trailing dot and without the scheme's default port, so `Tools.Example.com.` and
-`tools.example.com:443` (over https) are the same app, and another port is another host.
+lower-cased, without a trailing dot, its port as a number (`:080` is `:80`) and without the scheme's
+default port, so `Tools.Example.com.` and `tools.example.com:443` (over https) are the same app, and
+another port is another host.
 
 The app's path is the canonical path's bytes with the prefix removed when `strip_prefix`, read again
 as a canonical path (so its readings are the stripped path's): the policy judges exactly the path the
@@ -31,6 +32,7 @@ def normalized_host(host: str, scheme: str) -> str:
     host = host.lower()
     name, colon, port = host.rpartition(":") if not host.endswith("]") and ":" in host else (host, "", "")
     name = name.rstrip(".") if name != "." else name
+    port = str(int(port)) if port.isdigit() and port.isascii() else port  # `:080` is port 80, as servers read it
     text = f"{name}{colon}{port}"
     default = _DEFAULT_PORTS.get(scheme)
     return text[: -len(default)] if default and text.endswith(default) else text
@@ -38,6 +40,7 @@ def normalized_host(host: str, scheme: str) -> str:
 
 def _configured_host(host: str) -> str:
     """A configured host, compared like a request's: an explicit :80 or :443 is the default port."""
+    host = normalized_host(host, "")
     for default in _DEFAULT_PORTS.values():
         if host.endswith(default):
             return host[: -len(default)]

@@ -50,6 +50,8 @@ def chosen(host: str, raw_path: str, scheme: str = "http") -> tuple[str, str] | 
         ("a host is matched in any case and without its trailing dot", "TOOLS.example.com.:8080", "/x",
          ("tools", "/x")),
         ("another port is another host", "tools.example.com:8081", "/x", ("default", "/x")),
+        ("a port is its number, leading zeros or not", "tools.example.com:08080", "/x", ("tools", "/x")),
+        ("the default port with a leading zero is no port", "a.example.com:080", "/x", ("wild", "/x")),
         ("no port is another host", "tools.example.com", "/x", ("wild", "/x")),
         ("the scheme's default port is no port", "a.example.com:80", "/x", ("wild", "/x")),
         ("the default port of another scheme is a port", "a.example.com:443", "/x", ("default", "/x")),
