@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import logging
 import re
 import secrets
 from functools import lru_cache
@@ -39,6 +40,9 @@ from gateway.edge.loops import COOKIE as LOOP_COOKIE
 from gateway.edge.loops import clear_cookie
 from gateway.edge.outcomes import Deny
 from gateway.edge.runtime import EdgeRuntime
+from gateway.revocation import Revocation
+
+logger = logging.getLogger("gateway")
 
 PATH = "/__gateway/sign-out"
 CSRF_FIELD = "csrf"
@@ -79,6 +83,8 @@ async def sign_out(request: Request[Any, Any, Any]) -> ASGIResponse:
     authenticator = runtime.authenticator
     if session_id and authenticator.backend:
         await authenticator.backend.revoke_session(session_id)
+    if session_id:  # refused here at once (every replica), not only once Clerk's webhook or the token's expiry comes
+        await _revoke_here(runtime, session_id)
     if user_id and runtime.identity_lookups is not None:  # the next sign-in sees the user as they are now
         runtime.identity_lookups.forget_user(user_id)
     secure = view.clerk_url.startswith("https")
@@ -211,6 +217,16 @@ def _browser_cookie(value: str, secure: bool, max_age: int) -> str:
 def _view(runtime: EdgeRuntime, request: Request[Any, Any, Any]) -> RequestView | Deny:
     scope: Any = request.scope
     return runtime.admission.view_of(scope)
+
+
+async def _revoke_here(runtime: EdgeRuntime, session_id: str) -> None:
+    """The signed-out session into the deny list, through the feed; a feed that fails never fails sign-out."""
+    now = runtime.clock()
+    revocations = runtime.revocations
+    try:
+        await revocations.feed.publish(Revocation("session", session_id, now, now + revocations.retention))
+    except Exception:
+        logger.exception("sign-out: session %s could not be put on the deny list", session_id)
 
 
 async def _session_of(runtime: EdgeRuntime, view: RequestView) -> tuple[str | None, str | None]:

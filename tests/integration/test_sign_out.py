@@ -114,6 +114,25 @@ async def test_signed_in_sign_out_needs_our_origin_or_a_token_for_this_session(
         assert browser.cookie(gateway.host, "__session") is not None
 
 
+async def test_a_session_signed_out_here_is_refused_at_once_even_with_a_copy_of_its_token(
+    gateway: RunningGateway, new_browser: Callable[..., Browser], http_client: httpx.AsyncClient
+) -> None:
+    """Clerk revoked it at our request: the gateway knows, so a token copied before (another tab's
+    script, a stolen one) is not let in for the rest of its lifetime, with or without webhooks."""
+    browser = new_browser(gateway)
+    await sign_in(browser, gateway)
+    token = browser.cookie(gateway.host, "__session")
+    assert token is not None
+    api = {"host": HOST, "authorization": f"Bearer {token}", "accept": "application/json"}
+    assert (await http_client.get(f"{gateway.url}/api/items", headers=api)).status_code == 200
+    out = await browser.request(
+        "POST", f"{gateway.origin}/__gateway/sign-out", headers={"origin": gateway.origin}, follow=False
+    )
+    assert out.status_code == 303, out.text
+    after = await http_client.get(f"{gateway.url}/api/items", headers=api)
+    assert (after.status_code, after.json()["reason"]) == (401, "session-revoked")
+
+
 @pytest.mark.parametrize(
     ("cookie", "status"),
     [
