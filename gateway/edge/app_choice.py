@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from gateway.edge.paths import CanonicalPath, canonical_path
-from gateway.settings.apps import AppSettings
+from gateway.settings.apps import AppSettings, matched_host
 
 T = TypeVar("T")
 
@@ -38,15 +38,6 @@ def normalized_host(host: str, scheme: str) -> str:
     return text[: -len(default)] if default and text.endswith(default) else text
 
 
-def _configured_host(host: str) -> str:
-    """A configured host, compared like a request's: an explicit :80 or :443 is the default port."""
-    host = normalized_host(host, "")
-    for default in _DEFAULT_PORTS.values():
-        if host.endswith(default):
-            return host[: -len(default)]
-    return host
-
-
 @dataclass(frozen=True, slots=True)
 class Chosen(Generic[T]):
     """The app (`app`, as given to `AppChooser`) and the path it receives."""
@@ -60,7 +51,7 @@ class _Place(Generic[T]):
 
     def __init__(self, settings: AppSettings, app: T) -> None:
         self.app = app
-        hosts = [_configured_host(host) for host in settings.hosts]
+        hosts = [matched_host(host) for host in settings.hosts]
         self.exact = frozenset(host for host in hosts if not host.startswith("*."))
         self.suffixes = tuple(host[1:] for host in hosts if host.startswith("*."))  # ".example.com[:port]"
         self.prefix = "" if settings.path_prefix == "/" else settings.path_prefix

@@ -104,6 +104,15 @@ def parse_app_host(value: object) -> str:
         ) from None
 
 
+def matched_host(host: str) -> str:
+    """A configured host as requests are matched against it (`edge.app_choice`): its port as a number,
+    and `:80` or `:443` as no port."""
+    name, colon, port = host.rpartition(":") if not host.endswith("]") and ":" in host else (host, "", "")
+    if port.isdigit() and port.isascii():
+        port = str(int(port))
+    return name if port in ("80", "443") else f"{name}{colon}{port}"
+
+
 def _parse_audience(value: object) -> str:
     text = parse_text(value)
     if not text:
@@ -219,7 +228,7 @@ def overlap_problems(apps: list[AppSettings], *, numbers: Mapping[str, int]) -> 
             problems.append(f"{label}: name: another app is already named {app.name!r}")
         seen_names.setdefault(app.name, app)
         for host in app.hosts or ("",):
-            place = (host, app.path_prefix)
+            place = (matched_host(host), app.path_prefix)
             other = seen_places.get(place)
             if other is not None and other.name != app.name:
                 where = f"host {host!r}" if host else "any host"

@@ -112,6 +112,20 @@ def test_two_apps_with_one_name_or_one_place_are_refused(tmp_path: Path) -> None
     ]
 
 
+def test_two_apps_on_one_host_spelled_with_and_without_its_default_port_are_refused(tmp_path: Path) -> None:
+    """`:443` and `:80` are matched as no port (and `:0443` as `:443`): the second app could never be chosen."""
+    toml = (
+        '[[gateway.apps]]\nname = "a"\nupstream = "http://a"\nhosts = ["x.example.com"]\n'
+        '[[gateway.apps]]\nname = "b"\nupstream = "http://b"\nhosts = ["x.example.com:443"]\n'
+        '[[gateway.apps]]\nname = "c"\nupstream = "http://c"\nhosts = ["y.example.com:8080"]\n'
+        '[[gateway.apps]]\nname = "d"\nupstream = "http://d"\nhosts = ["y.example.com:08080"]\n'
+    )
+    assert problems_of(tmp_path, toml) == [
+        "GATEWAY_APPS: apps[2] (b): host 'x.example.com:443' with path_prefix '/' is already 'a''s",
+        "GATEWAY_APPS: apps[4] (d): host 'y.example.com:08080' with path_prefix '/' is already 'c''s",
+    ]
+
+
 def test_the_top_level_upstream_cannot_shadow_an_app_of_any_host_at_the_root(tmp_path: Path) -> None:
     toml = f'{TOP}[[gateway.apps]]\nname = "all"\nupstream = "http://a"\n'
     assert problems_of(tmp_path, toml) == [
