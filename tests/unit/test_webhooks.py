@@ -28,7 +28,8 @@ from tests.support.clerk import PK_TEST
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"fedcba9876543210fedcba9876543210").decode()
 PATH = "/__gateway/webhooks/clerk"
-EVENT_MS = 1_800_000_000_000
+EVENT_MS = int(time.time() * 1000) // 1000 * 1000
+"""Clerk's clock when the events happened: now, so that their revocations (kept an hour) are live."""
 
 
 def an_event(event_type: str = "session.revoked", data: Any = None, **fields: Any) -> bytes:
