@@ -9,6 +9,7 @@ Both apps get a signed identity assertion (a key made at start), each with its o
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import secrets
@@ -44,6 +45,8 @@ class DemoPlan:
     wiki_port: int = 3001
     assertion_key_path: str = ""
     """The PEM key signing the identity assertion (written by `Demo.start`); empty: no assertion."""
+    webhook_secret: str = ""
+    """The emulator signs its webhooks with it and both gateways verify them; empty: no webhooks."""
 
     @property
     def fapi_host(self) -> str:
@@ -84,12 +87,22 @@ class DemoPlan:
         return f"http://127.0.0.1:{self.gateway_port}/api/me"
 
     def clerk_environment(self) -> dict[str, str]:
+        webhooks = {"CLERK_WEBHOOK_SIGNING_SECRET": self.webhook_secret} if self.webhook_secret else {}
         return {
             "CLERK_PUBLISHABLE_KEY": self.publishable_key,
             "CLERK_SECRET_KEY": self.secret_key,
             "CLERK_API_URL": f"http://127.0.0.1:{self.bapi_port}",
             "CLERK_FAPI_URL": f"http://{self.fapi_host}",
+            **webhooks,
         }
+
+    def webhook_arguments(self) -> list[str]:
+        """The emulator's webhooks go to both gateways, so signing out ends access at once on each."""
+        if not self.webhook_secret:
+            return []
+        ports = (self.gateway_port, self.satellite_port)
+        endpoints = [f"http://127.0.0.1:{port}/__gateway/webhooks/clerk" for port in ports]
+        return ["--webhook-secret", self.webhook_secret, *(part for url in endpoints for part in ("--webhook", url))]
 
     def assertion_environment(self) -> dict[str, str]:
         if not self.assertion_key_path:
@@ -147,7 +160,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     plan = DemoPlan(args.fapi_port, args.bapi_port, args.app_port, args.port, args.satellite_port,
-                    args.token_lifetime, "sk_test_demo_" + secrets.token_urlsafe(24), wiki_port=args.wiki_port)
+                    args.token_lifetime, "sk_test_demo_" + secrets.token_urlsafe(24), wiki_port=args.wiki_port,
+                    webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
     ports = (plan.fapi_port, plan.bapi_port, plan.app_port, plan.wiki_port, plan.gateway_port, plan.satellite_port)
     busy = [port for port in ports if not port_is_free(port)]
     if busy:
@@ -256,7 +270,7 @@ class Demo:
         self._spawn("emulator", [python, "-m", "gateway", "emulator", "--fapi-port", str(plan.fapi_port),
                                  "--bapi-port", str(plan.bapi_port), "--fapi-host", plan.fapi_host,
                                  "--secret-key", plan.secret_key, "--token-lifetime", str(plan.token_lifetime),
-                                 "--sign-in-url", plan.sign_in_url], {})
+                                 "--sign-in-url", plan.sign_in_url, *plan.webhook_arguments()], {})
         self._wait_ready("emulator", f"http://127.0.0.1:{plan.fapi_port}/v1/health")
         self.api_key = mint_api_key(plan.bapi_url, plan.secret_key, "user_alice", name="demo-cli")
         report(f"sample tool on 127.0.0.1:{plan.app_port}")

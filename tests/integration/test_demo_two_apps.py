@@ -3,6 +3,8 @@ wiki on its own host name (the `remote-user` preset and a custom header), each w
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import html
 import http.cookiejar
 import json
@@ -24,7 +26,8 @@ from tests.support.servers import free_port
 @pytest.fixture(scope="module")
 def demo() -> Iterator[DemoPlan]:
     plan = DemoPlan(free_port(), free_port(), free_port(), free_port(), free_port(), 60,
-                    "sk_test_demo_" + secrets.token_urlsafe(16), wiki_port=free_port())
+                    "sk_test_demo_" + secrets.token_urlsafe(16), wiki_port=free_port(),
+                    webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
     with Demo(plan) as running:
         running.start()
         yield running.plan
@@ -118,3 +121,25 @@ async def test_signing_out_of_the_wiki_returns_to_the_wiki_and_asks_to_sign_in(
     assert out.status_code == 200 and "<form" in out.text, hosts
     assert str(out.request.url).startswith(f"http://127.0.0.1:{demo.fapi_port}/sign-in")
     assert f"redirect_url={quote(demo.wiki_origin, safe='')}" in str(out.request.url), out.request.url
+
+
+async def test_a_session_revoked_at_clerk_is_refused_by_the_demo_at_once(demo: DemoPlan, browser: Browser) -> None:
+    """The demo wires the emulator's webhooks to its gateways: no waiting for the token to expire."""
+    await sign_in(browser, tools(demo), BOB, path="/")
+    whoami = await browser.fetch("GET", f"{demo.primary_origin}/__gateway/whoami")
+    session_id = whoami.json()["identity"]["session_id"]
+    bapi = {"Authorization": f"Bearer {demo.secret_key}"}
+    async with httpx.AsyncClient(base_url=demo.bapi_url, headers=bapi, timeout=10) as clerk:
+        assert (await clerk.post(f"/v1/sessions/{session_id}/revoke")).status_code == 200
+        for _ in range(200):  # the emulator delivers off the request path: wait for both gateways' 2xx
+            deliveries = (await clerk.get("/v1/__emulator/state")).json()["webhooks"]["deliveries"]
+            revoked = [item for item in deliveries
+                       if item["type"] == "session.revoked" and item["event"]["data"]["id"] == session_id]
+            if len(revoked) == 2 and all(item["status"] == "delivered" for item in revoked):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"the revocation webhook did not reach both gateways: {deliveries}")
+    api = await browser.fetch("GET", f"{demo.primary_origin}/api/me", follow=False)
+    assert api.status_code == 401
+    assert api.headers.get("x-clerk-auth-reason") == "session-revoked" or "session-revoked" in api.text
