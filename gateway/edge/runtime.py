@@ -21,8 +21,9 @@ from gateway.clerk_api.authenticator import Authenticator
 from gateway.clerk_api.identity_lookups import IdentityLookups
 from gateway.edge.admission import Admission
 from gateway.edge.apps import App, build_apps
+from gateway.edge.assertion import IdentityAsserter
 from gateway.edge.frontend_api import FrontendApiProxy, configured_proxy_url
-from gateway.edge.identity import IdentityAsserter, IdentityHeaderWriter
+from gateway.edge.identity import IdentityHeaderWriter
 from gateway.edge.instance import ClerkInstance
 from gateway.forwarded import ForwardedPolicy
 from gateway.revocation import LocalFeed, Revocations, local_revocations

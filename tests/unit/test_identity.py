@@ -12,13 +12,8 @@ from hypothesis import strategies as st
 
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.decide import AuthState
-from gateway.edge.identity import (
-    ASSERTION_HEADER,
-    IdentityAsserter,
-    IdentityHeaderWriter,
-    encode_identity_value,
-    spoofable_names,
-)
+from gateway.edge.assertion import IdentityAsserter
+from gateway.edge.identity import ASSERTION_HEADER, IdentityHeaderWriter, encode_identity_value, spoofable_names
 from gateway.settings import IdentityHeaders
 
 CLAIMS = SessionClaims("user_1", "sess_1", "active", "org_1", "org:admin", "acme", ("org:a:read", "org:a:write"),

@@ -14,13 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from gateway.clerk.claims import SessionClaims
 from gateway.clerk.decide import AuthState
 from gateway.clerk_api.identity_lookups import OrganizationProfile, UserProfile
-from gateway.edge.identity import (
-    ASSERTION_HEADER,
-    IdentityAsserter,
-    IdentityHeaderWriter,
-    every_identity_header_name,
-    jwk_thumbprint,
-)
+from gateway.edge.assertion import IdentityAsserter, jwk_thumbprint
+from gateway.edge.identity import ASSERTION_HEADER, IdentityHeaderWriter, every_identity_header_name
 from gateway.settings import IdentityHeaders, IdentitySettings, SettingsError, load_settings, parse_identity_settings
 from gateway.settings.errors import InvalidValue
 from gateway.settings.identity import PRESET_HEADERS

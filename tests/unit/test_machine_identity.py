@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.clerk.decide import AuthState
 from gateway.clerk.machine import MachineIdentity
-from gateway.edge.identity import ASSERTION_HEADER, IdentityAsserter, IdentityHeaderWriter, spoofable_names
+from gateway.edge.assertion import IdentityAsserter
+from gateway.edge.identity import ASSERTION_HEADER, IdentityHeaderWriter, spoofable_names
 from gateway.settings import IdentityHeaders
 
 API_KEY = MachineIdentity("api_key", "ak_1", "org_1", scopes=("read", "write"), claims={"tier": "gold ★"},
