@@ -116,6 +116,11 @@ class BackendApi:
         self._shared_refreshes = shared_refreshes
         self._refresh_http_calls = 0
 
+    @property
+    def shared_refreshes(self) -> SharedRefreshes | None:
+        """Where refreshes collapse across replicas (None: within this process only)."""
+        return self._shared_refreshes
+
     @classmethod
     def from_options(cls, options: ClerkOptions, **kwargs: Any) -> BackendApi:
         """Build from the core's options (`api_url`, `api_version`, `secret_key`)."""

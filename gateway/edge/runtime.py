@@ -200,6 +200,10 @@ class EdgeRuntime:
             jwks_min_refetch_interval=gateway.jwks_min_refetch_interval,
             machine_revocation_window=gateway.machine_token_revocation_window,
             clock=self.clock,
+            # Across replicas too, under this instance's own secret (its lock names and sealed answers).
+            shared_refreshes=RedisRefreshFlight(self.redis, Sealer(options.secret_key))
+            if self.redis is not None and options.secret_key
+            else None,
         )
         backend = authenticator.backend
         lookups = (

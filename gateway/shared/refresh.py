@@ -73,11 +73,15 @@ class RedisRefreshFlight:
         self.answers_shared = 0
         """Refreshes answered by another replica's call (observability, tests)."""
 
+    def name_for(self, parts: tuple[str, ...]) -> str:
+        """The Redis name of one refresh's lock and answer: keyed by this instance's secret, never a token."""
+        return self._prefix + self._sealer.digest(*parts)
+
     async def run(self, parts: tuple[str, ...], call: Callable[[], Awaitable[ApiResponse]]) -> ApiResponse:
         connection = self._connection
         if not connection.up:
             return await call()
-        name = self._prefix + self._sealer.digest(*parts)
+        name = self.name_for(parts)
         lock_key, answer_key = name + ":lock", name + ":answer"
         owner = os.urandom(16).hex()
         client = connection.client
