@@ -27,6 +27,13 @@ def clerk_problems(clerk: ClerkSettings, gateway: GatewaySettings, failed: set[s
         if app.clerk is not None:
             for problem in instance_problems(app.clerk, gateway, set()):
                 yield f"GATEWAY_APPS: apps[{number}] ({app.name}): clerk: {problem}"
+            if not app.hosts and gateway.frontend_api_path:
+                # The Frontend API proxy's path is the gateway's on every host: only a host tells whose it is.
+                yield (
+                    f"GATEWAY_APPS: apps[{number}] ({app.name}): clerk: an app of its own Clerk instance needs "
+                    f"hosts of its own; on a shared host, {gateway.frontend_api_path} would proxy [clerk]'s "
+                    "Frontend API to its browsers (or set GATEWAY_FRONTEND_API_PATH to empty)"
+                )
     conflicts = identity_header_conflicts(gateway.identity, gateway.identity_headers)
     yield from (f"GATEWAY_IDENTITY: {problem}" for problem in conflicts)
     if gateway.assertion_previous_keys and gateway.assertion_key is None and "GATEWAY_ASSERTION_KEY" not in failed:

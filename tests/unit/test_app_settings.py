@@ -87,11 +87,17 @@ def apps_of(tmp_path: Path, toml: str, environ: dict[str, str] | None = None) ->
          'secrte_key = "x"}',
          "GATEWAY_APPS: apps[1] (p): clerk: unknown key 'secrte_key' in the app's clerk table (did you mean "
          "'secret_key'?)"),
-        ("an own Clerk instance with no key to verify with", 'name = "p"\nupstream = "http://a"\npath_prefix = "/p"\n'
+        ("an own Clerk instance with no key to verify with", 'name = "p"\nupstream = "http://a"\n'
+         'hosts = ["p.example.com"]\n'
          f'clerk = {{publishable_key = "{ENVIRONMENT["CLERK_PUBLISHABLE_KEY"]}"}}',
          "GATEWAY_APPS: apps[1] (p): clerk: CLERK_SECRET_KEY: Missing Clerk Secret Key. Go to "
          "https://dashboard.clerk.com and get your key for your instance. (Or set CLERK_JWT_KEY to verify tokens "
          "without the network.)"),
+        ("an own Clerk instance on a shared host", 'name = "p"\nupstream = "http://a"\npath_prefix = "/p"\n'
+         f'clerk = {{publishable_key = "{ENVIRONMENT["CLERK_PUBLISHABLE_KEY"]}", secret_key = "sk_test_x"}}',
+         "GATEWAY_APPS: apps[1] (p): clerk: an app of its own Clerk instance needs hosts of its own; on a shared "
+         "host, /__clerk would proxy [clerk]'s Frontend API to its browsers (or set GATEWAY_FRONTEND_API_PATH to "
+         "empty)"),
     ],
 )
 def test_check_config_names_the_app_and_what_is_wrong(tmp_path: Path, name: str, app: str, expected: str) -> None:

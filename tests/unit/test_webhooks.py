@@ -291,6 +291,7 @@ async def test_an_app_of_its_own_instance_alone_opens_the_endpoint() -> None:
         [
             {
                 "name": "ops",
+                "hosts": ["ops.test"],
                 "upstream": "http://127.0.0.1:9",
                 "clerk": {
                     "publishable_key": PK_TEST,
