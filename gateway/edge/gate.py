@@ -69,9 +69,15 @@ class Gate:
         writer = app.identity
         identity = await writer.headers(outcome.state, pending_signed_in=outcome.pending_signed_in)
         if websocket:
-            failed = await proxy.forward_websocket(
-                scope, receive, send, add_request_headers=identity, remove_request_headers=writer.strip
-            )
+            watch = runtime.session_watch
+            ended = watch.open(outcome.state)  # a revocation of its session ends it, not only its next upgrade
+            try:
+                failed = await proxy.forward_websocket(
+                    scope, receive, send, add_request_headers=identity, remove_request_headers=writer.strip,
+                    ended=ended,
+                )  # fmt: skip
+            finally:
+                watch.close(ended)
             if failed is not None:  # the app refused or failed the upgrade: the client's connect was received
                 refusal = Deny(failed.status, failed.code, failed.public_message)
                 await answers.refuse_websocket(scope, receive, send, refusal, connected=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from gateway.revocation.changes import ChangeListener, ChangeListeners
 from gateway.revocation.deny_list import DenyList
 from gateway.revocation.feed import LocalFeed, RevocationFeed
+from gateway.revocation.watch import SessionWatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,8 @@ class Revocations:
     listeners: ChangeListeners
     retention: float
     """Seconds an entry is kept: at least the longest session-token lifetime plus clock skew."""
+    sessions: SessionWatch
+    """The open WebSockets of sessions, process-wide: one opened before a reload is still ended after it."""
 
     def on_user_changed(self, listener: ChangeListener) -> Callable[[], None]:
         """Call `listener` when a user changes (updated, membership changed); returns the unregister."""
@@ -34,4 +37,5 @@ def local_revocations(*, retention: float, clock: Callable[[], float] = time.tim
     """A DenyList, listeners and a LocalFeed for one process."""
     deny_list = DenyList(clock=clock)
     listeners = ChangeListeners()
-    return Revocations(deny_list, LocalFeed(deny_list, listeners, clock=clock), listeners, retention)
+    feed = LocalFeed(deny_list, listeners, clock=clock)
+    return Revocations(deny_list, feed, listeners, retention, SessionWatch(deny_list))

@@ -26,6 +26,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from gateway.revocation import Change, ChangeListeners, DenyList, LocalFeed, Revocation, Revocations
+from gateway.revocation.watch import SessionWatch
 from gateway.shared.connection import RedisConnection
 
 logger = logging.getLogger("gateway.redis")
@@ -269,4 +270,5 @@ def shared_revocations(
     """A DenyList, listeners and a RedisFeed over `connection` (what `local_revocations` is for one process)."""
     deny_list = DenyList(clock=clock)
     listeners = ChangeListeners()
-    return Revocations(deny_list, RedisFeed(connection, deny_list, listeners, clock=clock), listeners, retention)
+    feed = RedisFeed(connection, deny_list, listeners, clock=clock)
+    return Revocations(deny_list, feed, listeners, retention, SessionWatch(deny_list))

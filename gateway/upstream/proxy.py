@@ -350,8 +350,12 @@ class UpstreamProxy:
         *,
         add_request_headers: Iterable[tuple[bytes, bytes]] = (),
         remove_request_headers: frozenset[bytes] = frozenset(),
+        ended: asyncio.Event | None = None,
     ) -> UpstreamError | None:
         """Proxy one ASGI `websocket` connection: subprotocols, text/binary messages and close codes.
+
+        `ended`: set when the connection must end (its session was revoked): both sides are closed, the
+        client with 1008 (policy violation) and the reason `session-revoked`.
 
         When the app cannot be reached or refuses the handshake, nothing is sent to the client: the
         failure is returned for the caller to refuse the handshake with (its `status` is the app's own
@@ -379,7 +383,7 @@ class UpstreamProxy:
                 ]
                 await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol, "headers": accept_headers})
                 accepted = True
-                await _relay_websocket(upstream, receive, send)
+                await _relay_websocket(upstream, receive, send, ended)
         except UpstreamError as error:
             logger.warning("upstream WebSocket %s failed: %s", type(error).__name__, error)
             if not accepted:
@@ -410,7 +414,9 @@ def _sendable_close_code(code: int | None) -> int:
     return code
 
 
-async def _relay_websocket(upstream: UpstreamWebSocket, receive: Receive, send: Send) -> None:
+async def _relay_websocket(
+    upstream: UpstreamWebSocket, receive: Receive, send: Send, ended: asyncio.Event | None = None
+) -> None:
     async def client_to_upstream() -> None:
         while True:
             message = await receive()
@@ -436,7 +442,15 @@ async def _relay_websocket(upstream: UpstreamWebSocket, receive: Receive, send: 
                 await _close_client(send, _sendable_close_code(message.code), message.reason)
                 return
 
+    async def until_ended(ended: asyncio.Event) -> None:
+        await ended.wait()
+        await _close_client(send, 1008, "session-revoked")  # the client first: the app's side may take a while
+        with contextlib.suppress(UpstreamError, OSError):
+            await upstream.send(WebSocketMessage("close", code=1001, reason="session ended"))
+
     tasks = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
+    if ended is not None:
+        tasks.append(asyncio.ensure_future(until_ended(ended)))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -444,6 +458,8 @@ async def _relay_websocket(upstream: UpstreamWebSocket, receive: Receive, send: 
             if not task.done():
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    if ended is not None and ended.is_set():
+        return  # ended on purpose: what the closing sides raised meanwhile is no failure
     for task in done:
         error = task.exception()
         if isinstance(error, UpstreamError):

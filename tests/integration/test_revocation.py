@@ -224,3 +224,35 @@ async def test_a_forged_webhook_changes_nothing(stack: Stack, new_browser: Calla
     assert (await stack.http.post(stack.webhook_url, content=body, headers=replayed)).status_code == 400
     assert len(stack.runtime.revocations.deny_list) == 0
     assert await every_entrance(stack, browser) == SIGNED_IN
+
+
+async def test_an_open_websocket_of_a_revoked_session_is_closed_and_another_sessions_stays_open(
+    stack: Stack, new_browser: Callable[..., Browser]
+) -> None:
+    """A WebSocket is judged at its upgrade and lives on: a revocation ends it too, with 1008."""
+    alice, bob = new_browser(stack.gateway), new_browser(stack.gateway)
+    await sign_in(alice, stack.gateway, ALICE)
+    await sign_in(bob, stack.gateway, BOB)
+    real = urlsplit(stack.gateway.url)
+
+    def connect(browser: Browser) -> Any:
+        return websockets.connect(f"ws://{HOST}/_/ws", host=real.hostname, port=real.port,
+                                  additional_headers={"cookie": browser.cookie_header("app.test")})  # fmt: skip
+
+    async with connect(alice) as alices, connect(bob) as bobs:
+        for connection in (alices, bobs):
+            await connection.send("hello")
+            assert await connection.recv() == "hello"
+        assert len(stack.runtime.session_watch) == 2
+        revoked = await stack.bapi("POST", f"/sessions/{session_of(alice)['sid']}/revoke")
+        assert revoked.status_code == 200
+        await stack.delivered("session.revoked")
+        started = time.monotonic()
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            await asyncio.wait_for(alices.recv(), timeout=5)
+        assert time.monotonic() - started < 1, "closed within a second of the webhook"
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "session-revoked")
+        await bobs.send("still here")
+        assert await bobs.recv() == "still here", "another session's connection is untouched"
+        assert len(stack.runtime.session_watch) == 1

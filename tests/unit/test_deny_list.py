@@ -17,6 +17,7 @@ from gateway.revocation import (
     is_revoked,
     unless_revoked,
 )
+from gateway.revocation.watch import SessionWatch
 
 NOW = 1_800_000_000.0
 
@@ -182,3 +183,23 @@ async def test_change_listeners_are_told_and_can_leave() -> None:
     await feed.publish_change(Change("user", "user_2", NOW))
     assert users == [Change("user", "user_1", NOW)], "a failing listener does not stop the others"
     assert organizations == [Change("organization", "org_1", NOW)]
+
+
+def test_the_session_watch_ends_the_connections_of_revoked_sessions_only() -> None:
+    deny_list = a_deny_list()
+    watch = SessionWatch(deny_list)
+    alices, alices_other, bobs = (
+        watch.open(a_signed_in_state()),
+        watch.open(a_signed_in_state()),
+        watch.open(a_signed_in_state(sub="user_2", sid="sess_2")),
+    )
+    machine = MachineIdentity(token_type="api_key", id="ak_1", subject="user_1", scopes=())
+    assert watch.open(AuthState("signed-in", token="ak_x", machine=machine)) is None, "no session to revoke"
+    assert alices is not None and alices_other is not None and bobs is not None
+    assert watch.check() == 0 and len(watch) == 3, "nothing revoked: nothing ended"
+    deny_list.apply(session("sess_1"))
+    assert watch.check() == 2
+    assert alices.is_set() and alices_other.is_set() and not bobs.is_set()
+    assert len(watch) == 1 and watch.check() == 0, "an ended connection is forgotten"
+    watch.close(bobs)
+    assert len(watch) == 0
