@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from gateway.settings.errors import InvalidValue
-from gateway.settings.parsing import kind_of, list_of, parse_text, show, table_of, unknown_key_message
+from gateway.settings.parsing import kind_of, list_of, one_of, parse_text, show, table_of, unknown_key_message
 from gateway.settings.routes import parse_header_name
 from gateway.settings.values import IdentityHeaders
 
@@ -207,19 +207,11 @@ def _parse_preset(value: object) -> PresetName:
 
 
 def _parse_user(value: object) -> UserSource:
-    text = parse_text(value)
-    for source in USER_SOURCES:
-        if text == source:
-            return source
-    raise InvalidValue(f"expected one of {', '.join(USER_SOURCES)}, got {show(text)}")
+    return one_of(USER_SOURCES, parse_text(value))
 
 
 def _parse_group_part(value: object) -> GroupPart:
-    text = parse_text(value)
-    for part in GROUP_PARTS:
-        if text == part:
-            return part
-    raise InvalidValue(f"expected one of {', '.join(GROUP_PARTS)}, got {show(text)}")
+    return one_of(GROUP_PARTS, parse_text(value))
 
 
 def _parse_metadata_key(value: object) -> str:

@@ -25,6 +25,7 @@ from gateway.settings.errors import InvalidValue
 from gateway.settings.values import MODES, PATH_CASES, IPNetwork, ListenAddress, Mode, PathCase, RedisUrl, Secret
 
 T = TypeVar("T")
+S = TypeVar("S", bound=str)
 
 
 def show(value: object) -> str:
@@ -129,6 +130,14 @@ def seconds(*, allow_zero: bool = False) -> Callable[[object], float]:
         return number
 
     return parse_seconds
+
+
+def one_of(choices: Sequence[S], text: str) -> S:
+    """The choice `text` names, or the message listing every choice (one wording for every enum setting)."""
+    for choice in choices:
+        if text == choice:
+            return choice
+    raise InvalidValue(f"expected one of {', '.join(choices)}, got {show(text)}")
 
 
 def list_of(parse_item: Callable[[object], T]) -> Callable[[object], tuple[T, ...]]:
@@ -303,19 +312,11 @@ def parse_listen_address(value: object) -> ListenAddress:
 
 
 def parse_mode(value: object) -> Mode:
-    text = parse_text(value).lower()
-    for mode in MODES:
-        if text == mode:
-            return mode
-    raise InvalidValue(f"expected one of {', '.join(MODES)}, got {show(text)}")
+    return one_of(MODES, parse_text(value).lower())
 
 
 def _token_type(value: object) -> TokenType:
-    text = parse_text(value).lower()
-    for token_type in TOKEN_TYPES:
-        if text == token_type:
-            return token_type
-    raise InvalidValue(f"expected one of {', '.join(TOKEN_TYPES)}, got {show(text)}")
+    return one_of(TOKEN_TYPES, parse_text(value).lower())
 
 
 def parse_accepts_token(value: object) -> AcceptsToken:
@@ -334,11 +335,7 @@ def parse_accepts_token(value: object) -> AcceptsToken:
 
 
 def parse_path_case(value: object) -> PathCase:
-    text = parse_text(value).lower()
-    for case in PATH_CASES:
-        if text == case:
-            return case
-    raise InvalidValue(f"expected one of {', '.join(PATH_CASES)}, got {show(text)}")
+    return one_of(PATH_CASES, parse_text(value).lower())
 
 
 def parse_network(value: object) -> IPNetwork:

@@ -18,6 +18,7 @@ from gateway.settings.parsing import (
     from_environment_json,
     kind_of,
     list_of,
+    one_of,
     parse_accepts_token,
     parse_boolean,
     parse_path_pattern,
@@ -110,11 +111,7 @@ def parse_identity_headers(value: object) -> IdentityHeaders:
 
 
 def parse_access(value: object) -> Access:
-    text = parse_text(value).lower()
-    for access in ACCESS_LEVELS:
-        if text == access:
-            return access
-    raise InvalidValue(f"expected one of {', '.join(ACCESS_LEVELS)}, got {show(text)}")
+    return one_of(ACCESS_LEVELS, parse_text(value).lower())
 
 
 def parse_methods(value: object) -> tuple[str, ...]:
