@@ -120,8 +120,6 @@ class LookupCache(Generic[V]):
         """Per key, the number of the last `forget` of it (a count, not a time: two can share an instant)."""
         self._flights: SingleFlight[str, V | None] = SingleFlight()
         self._background: set[asyncio.Task[None]] = set()
-        self.fetches = 0
-        """Fetches that really went out (observability and tests)."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -167,7 +165,6 @@ class LookupCache(Generic[V]):
 
     async def _fetch_and_keep(self, key: str) -> V | None:
         forgets_before = self._forgets
-        self.fetches += 1
         value = await self._fetch(key)
         forgotten = self._forgotten_at.get(key)
         if forgotten is None or forgotten <= forgets_before:
