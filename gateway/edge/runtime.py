@@ -253,23 +253,14 @@ class EdgeRuntime:
                 workers,
             )
         predecessor, self._predecessor = self._predecessor, None  # lent once, not kept alive
-        self.keys_at_start = await self.authenticator.start()
-        if self.keys_at_start is not None and self.keys_at_start.failure is not None:
-            kept = predecessor is not None and self.authenticator.adopt_keys(predecessor.authenticator)
-            logger.warning(
-                "JWKS not loaded at start (%s); %s", self.keys_at_start.failure.reason,
-                "verifying with the keys loaded before the reload meanwhile" if kept else "will retry on demand",
-            )  # fmt: skip
+        self.keys_at_start = await _start_keys(
+            "JWKS", self.authenticator, predecessor.authenticator if predecessor is not None else None
+        )
         for name, (instance, _, _) in self._own.items():
-            keys = await instance.authenticator.start()
-            if keys is not None and keys.failure is not None:
-                before = predecessor._own.get(name) if predecessor is not None else None
-                kept = before is not None and instance.authenticator.adopt_keys(before[0].authenticator)
-                reason = keys.failure.reason
-                logger.warning(
-                    "JWKS of app %s not loaded at start (%s); %s", name, reason,
-                    "verifying with the keys loaded before the reload meanwhile" if kept else "will retry on demand",
-                )  # fmt: skip
+            before = predecessor._own.get(name) if predecessor is not None else None
+            await _start_keys(
+                f"JWKS of app {name}", instance.authenticator, before[0].authenticator if before is not None else None
+            )
         for app in self.apps.apps:
             if app.proxy is not None:
                 await app.proxy.start()
@@ -370,3 +361,15 @@ class EdgeRuntime:
         if self.settings.clerk.jwt_key is not None:
             return True
         return len(self.authenticator.keys) > 0
+
+
+async def _start_keys(what: str, authenticator: Authenticator, before: Authenticator | None) -> KeysAnswer | None:
+    """Load an instance's JWKS; when that fails, verify with the keys the runtime before a reload loaded."""
+    keys = await authenticator.start()
+    if keys is not None and keys.failure is not None:
+        kept = before is not None and authenticator.adopt_keys(before)
+        logger.warning(
+            "%s not loaded at start (%s); %s", what, keys.failure.reason,
+            "verifying with the keys loaded before the reload meanwhile" if kept else "will retry on demand",
+        )  # fmt: skip
+    return keys
