@@ -46,9 +46,7 @@ class App:
         `[clerk]` instance's, which serves every other app)."""
         self.settings = settings
         self.name = settings.name
-        self.accepts_token: AcceptsToken = (
-            settings.accepts_token if settings.accepts_token is not None else gateway.accepts_token
-        )
+        self.accepts_token = app_accepts_token(settings, gateway)
         self.policy = app_policy(settings, gateway)
         self.identity = identity
         self.instance = instance
@@ -98,12 +96,16 @@ def build_apps(
 
 def app_policy(app: AppSettings, gateway: GatewaySettings) -> Policy:
     """The app's route rules, judged with the top-level mode, path case and pending-session default."""
-    accepts = app.accepts_token if app.accepts_token is not None else gateway.accepts_token
+    accepts = app_accepts_token(app, gateway)
     return Policy(
         replace(
             gateway, routes=app.routes, public_paths=app.public_paths, api_paths=app.api_paths, accepts_token=accepts
         )
     )
+
+
+def app_accepts_token(app: AppSettings, gateway: GatewaySettings) -> AcceptsToken:
+    return app.accepts_token if app.accepts_token is not None else gateway.accepts_token
 
 
 def app_identity(app: AppSettings, gateway: GatewaySettings) -> IdentitySettings:

@@ -90,12 +90,6 @@ class EdgeRuntime:
         """The open WebSockets of sessions, ended when their session is revoked (handed over on reload)."""
         self._watching: asyncio.Task[None] | None = None
         self._revocations_handed_over = False
-        self.shared_refreshes: RedisRefreshFlight | None = (
-            RedisRefreshFlight(self.redis, Sealer(settings.clerk.secret_key))
-            if self.redis is not None and settings.clerk.secret_key
-            else None
-        )
-        """Refreshes collapsed across replicas (None without Redis or without a secret key to refresh with)."""
         secrets = [
             secret.value
             for clerk in (settings.clerk_settings, *(app.clerk for app in gateway.apps if app.clerk is not None))
@@ -118,29 +112,10 @@ class EdgeRuntime:
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             follow_redirects=False,
         )
-        self.authenticator = Authenticator(
-            settings.clerk,
-            http_client=self.http_client,
-            token_cache_size=gateway.token_cache_size,
-            jwks_ttl=gateway.jwks_cache_ttl,
-            jwks_min_refetch_interval=gateway.jwks_min_refetch_interval,
-            machine_revocation_window=gateway.machine_token_revocation_window,
-            clock=clock,
-            shared_refreshes=self.shared_refreshes,
-        )
-        backend = self.authenticator.backend
-        self.identity_lookups: IdentityLookups | None = (
-            IdentityLookups(
-                backend.get_user,
-                backend.get_organization,
-                ttl=gateway.identity_cache_ttl,
-                stale_if_error=gateway.identity_stale_if_error,
-                max_entries=gateway.identity_cache_size,
-                clock=clock,
-            )
-            if backend is not None
-            else None
-        )
+        self.shared_refreshes = self._shared_refreshes(settings.clerk)
+        """Refreshes collapsed across replicas (None without Redis or without a secret key to refresh with)."""
+        self.authenticator = self._authenticator(settings.clerk, self.shared_refreshes)
+        self.identity_lookups = self._lookups(self.authenticator)
         """None without a secret key: the identity headers then carry what the token alone gives."""
         self._own: dict[str, tuple[ClerkInstance, FrontendApiProxy | None, IdentityLookups | None]] = {
             name: self._own_instance(options) for name, options in settings.app_clerk.items()
@@ -169,21 +144,7 @@ class EdgeRuntime:
             keys_available=lambda: self.keys_available,
             deny_list=self.revocations.deny_list,
         )
-        self.frontend_api: FrontendApiProxy | None = (
-            FrontendApiProxy(
-                prefix=gateway.frontend_api_path,
-                fapi_url=frontend_api_base_url(settings),
-                secret_key=settings.clerk.secret_key,
-                publishable_key=settings.clerk.publishable_key.raw,
-                forwarded=self.forwarded,
-                client=self.http_client,
-                proxy_url=configured_proxy_url(
-                    settings.clerk.proxy_url, gateway.public_origin, gateway.frontend_api_path
-                ),
-            )
-            if gateway.frontend_api_path and settings.clerk.secret_key
-            else None
-        )
+        self.frontend_api = self._frontend_api(settings.clerk, gateway.public_origin)
         """None when the Frontend API proxy is off (no path, or no secret key to proxy with)."""
         self.keys_at_start: KeysAnswer | None = None
         self.started = False
@@ -198,8 +159,19 @@ class EdgeRuntime:
     ) -> tuple[ClerkInstance, FrontendApiProxy | None, IdentityLookups | None]:
         """An app's own Clerk instance: its `Authenticator` (sharing the httpx client), its profile
         lookups and the Frontend API proxy its host serves."""
+        # Across replicas too, under this instance's own secret (its lock names and sealed answers).
+        authenticator = self._authenticator(options, self._shared_refreshes(options))
+        instance = ClerkInstance(options, authenticator, explain_loops=self.settings.gateway.explain_loops)
+        return instance, self._frontend_api(options, None), self._lookups(authenticator)
+
+    def _shared_refreshes(self, options: ClerkOptions) -> RedisRefreshFlight | None:
+        if self.redis is None or not options.secret_key:
+            return None
+        return RedisRefreshFlight(self.redis, Sealer(options.secret_key))
+
+    def _authenticator(self, options: ClerkOptions, shared_refreshes: RedisRefreshFlight | None) -> Authenticator:
         gateway = self.settings.gateway
-        authenticator = Authenticator(
+        return Authenticator(
             options,
             http_client=self.http_client,
             token_cache_size=gateway.token_cache_size,
@@ -207,38 +179,39 @@ class EdgeRuntime:
             jwks_min_refetch_interval=gateway.jwks_min_refetch_interval,
             machine_revocation_window=gateway.machine_token_revocation_window,
             clock=self.clock,
-            # Across replicas too, under this instance's own secret (its lock names and sealed answers).
-            shared_refreshes=RedisRefreshFlight(self.redis, Sealer(options.secret_key))
-            if self.redis is not None and options.secret_key
-            else None,
+            shared_refreshes=shared_refreshes,
         )
+
+    def _lookups(self, authenticator: Authenticator) -> IdentityLookups | None:
+        """Its profile lookups, cached; None without a secret key to look them up with."""
         backend = authenticator.backend
-        lookups = (
-            IdentityLookups(
-                backend.get_user,
-                backend.get_organization,
-                ttl=gateway.identity_cache_ttl,
-                stale_if_error=gateway.identity_stale_if_error,
-                max_entries=gateway.identity_cache_size,
-                clock=self.clock,
-            )
-            if backend is not None
-            else None
+        if backend is None:
+            return None
+        gateway = self.settings.gateway
+        return IdentityLookups(
+            backend.get_user,
+            backend.get_organization,
+            ttl=gateway.identity_cache_ttl,
+            stale_if_error=gateway.identity_stale_if_error,
+            max_entries=gateway.identity_cache_size,
+            clock=self.clock,
         )
-        frontend_api = (
-            FrontendApiProxy(
-                prefix=gateway.frontend_api_path,
-                fapi_url=instance_frontend_api_url(options),
-                secret_key=options.secret_key,
-                publishable_key=options.publishable_key.raw,
-                forwarded=self.forwarded,
-                client=self.http_client,
-                proxy_url=configured_proxy_url(options.proxy_url, None, gateway.frontend_api_path),
-            )
-            if gateway.frontend_api_path and options.secret_key
-            else None
+
+    def _frontend_api(self, options: ClerkOptions, public_origin: str | None) -> FrontendApiProxy | None:
+        """The Frontend API proxy of one instance; None when it is off (no path, or no secret key to proxy
+        with). `public_origin` completes a relative proxy URL (the `[clerk]` instance's only)."""
+        gateway = self.settings.gateway
+        if not gateway.frontend_api_path or not options.secret_key:
+            return None
+        return FrontendApiProxy(
+            prefix=gateway.frontend_api_path,
+            fapi_url=instance_frontend_api_url(options),
+            secret_key=options.secret_key,
+            publishable_key=options.publishable_key.raw,
+            forwarded=self.forwarded,
+            client=self.http_client,
+            proxy_url=configured_proxy_url(options.proxy_url, public_origin, gateway.frontend_api_path),
         )
-        return ClerkInstance(options, authenticator, explain_loops=gateway.explain_loops), frontend_api, lookups
 
     def identity_writer(
         self,
@@ -280,23 +253,14 @@ class EdgeRuntime:
                 workers,
             )
         predecessor, self._predecessor = self._predecessor, None  # lent once, not kept alive
-        self.keys_at_start = await self.authenticator.start()
-        if self.keys_at_start is not None and self.keys_at_start.failure is not None:
-            kept = predecessor is not None and self.authenticator.adopt_keys(predecessor.authenticator)
-            logger.warning(
-                "JWKS not loaded at start (%s); %s", self.keys_at_start.failure.reason,
-                "verifying with the keys loaded before the reload meanwhile" if kept else "will retry on demand",
-            )  # fmt: skip
+        self.keys_at_start = await _start_keys(
+            "JWKS", self.authenticator, predecessor.authenticator if predecessor is not None else None
+        )
         for name, (instance, _, _) in self._own.items():
-            keys = await instance.authenticator.start()
-            if keys is not None and keys.failure is not None:
-                before = predecessor._own.get(name) if predecessor is not None else None
-                kept = before is not None and instance.authenticator.adopt_keys(before[0].authenticator)
-                reason = keys.failure.reason
-                logger.warning(
-                    "JWKS of app %s not loaded at start (%s); %s", name, reason,
-                    "verifying with the keys loaded before the reload meanwhile" if kept else "will retry on demand",
-                )  # fmt: skip
+            before = predecessor._own.get(name) if predecessor is not None else None
+            await _start_keys(
+                f"JWKS of app {name}", instance.authenticator, before[0].authenticator if before is not None else None
+            )
         for app in self.apps.apps:
             if app.proxy is not None:
                 await app.proxy.start()
@@ -397,3 +361,15 @@ class EdgeRuntime:
         if self.settings.clerk.jwt_key is not None:
             return True
         return len(self.authenticator.keys) > 0
+
+
+async def _start_keys(what: str, authenticator: Authenticator, before: Authenticator | None) -> KeysAnswer | None:
+    """Load an instance's JWKS; when that fails, verify with the keys the runtime before a reload loaded."""
+    keys = await authenticator.start()
+    if keys is not None and keys.failure is not None:
+        kept = before is not None and authenticator.adopt_keys(before)
+        logger.warning(
+            "%s not loaded at start (%s); %s", what, keys.failure.reason,
+            "verifying with the keys loaded before the reload meanwhile" if kept else "will retry on demand",
+        )  # fmt: skip
+    return keys

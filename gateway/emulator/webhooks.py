@@ -118,11 +118,6 @@ class WebhookSender:
             if url not in self._urls:
                 self._urls.append(url)
 
-    def remove_url(self, url: str) -> None:
-        with self._changed:
-            if url in self._urls:
-                self._urls.remove(url)
-
     # -- sending -----------------------------------------------------------------------------
 
     def send(self, event_type: str, data: dict[str, Any]) -> str | None:

@@ -31,8 +31,6 @@ ORGANIZATION_CHANGES = frozenset({"organization.updated", "organization.deleted"
 MEMBERSHIP_CHANGES = frozenset(
     {"organizationMembership.created", "organizationMembership.updated", "organizationMembership.deleted"}
 )
-SUBSCRIBED = sorted(SESSION_ENDINGS | {"user.deleted"} | USER_CHANGES | ORGANIZATION_CHANGES | MEMBERSHIP_CHANGES)
-"""The event types worth subscribing to (the README lists them)."""
 
 
 class EventError(Exception):
