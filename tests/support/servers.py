@@ -1,21 +1,14 @@
-"""Real servers the tests start as subprocesses: free loopback ports, readiness by polling, clean stops."""
+"""Real servers the tests start as subprocesses: readiness by polling, clean stops (ports: `upstream.unused_port`)."""
 
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60.0) -> None:
