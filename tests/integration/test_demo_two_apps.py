@@ -20,13 +20,13 @@ from gateway.demo.command import Demo, DemoPlan
 from tests.integration.conftest import RunningGateway
 from tests.integration.test_gateway_flows import ALICE, BOB, sign_in
 from tests.support.browser import NAVIGATION, Browser
-from tests.support.servers import free_port
+from tests.support.upstream import unused_port
 
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[DemoPlan]:
-    plan = DemoPlan(free_port(), free_port(), free_port(), free_port(), free_port(), 60,
-                    "sk_test_demo_" + secrets.token_urlsafe(16), wiki_port=free_port(),
+    plan = DemoPlan(unused_port(), unused_port(), unused_port(), unused_port(), unused_port(), 60,
+                    "sk_test_demo_" + secrets.token_urlsafe(16), wiki_port=unused_port(),
                     webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
     with Demo(plan) as running:
         running.start()

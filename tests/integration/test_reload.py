@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.edge.app import create_app
+from gateway.edge.app import GatewayApp, create_app
 from gateway.emulator.server import EmulatorServer
 from gateway.revocation.deny_list import Revocation
 from gateway.settings import Settings, load_settings
@@ -34,6 +34,18 @@ def _poll(check: Callable[[], bool], what: str, attempts: int = 500) -> None:
                 return
         time.sleep(0.02)
     raise AssertionError(f"never: {what}")
+
+
+def _reloadable_app(config: Path, clerk: EmulatorServer, upstream: str, api_url: str | None = None) -> GatewayApp:
+    """An in-process gateway that reads `config` again on each `app.live.reload()`."""
+    environ = {"CLERK_PUBLISHABLE_KEY": clerk.publishable_key, "CLERK_SECRET_KEY": clerk.secret_key,
+               "CLERK_API_URL": api_url or clerk.api_url, "CLERK_FAPI_URL": clerk.fapi_url,
+               "GATEWAY_UPSTREAM": upstream}  # fmt: skip
+
+    def load() -> Settings:
+        return load_settings(config, environ, require_upstream=True)
+
+    return create_app(load(), reload_settings=load)
 
 
 def _config(port: int, workers: int, public: str, listen: int | None = None) -> str:
@@ -143,14 +155,7 @@ async def test_a_reload_keeps_the_deny_list_and_serves_the_new_rules(
     """In process: the revocations live as long as the process, handed from runtime to runtime."""
     config = tmp_path / "gateway.toml"
     config.write_text('[gateway]\npublic_paths = ["/a/*"]\n')
-    environ = {"CLERK_PUBLISHABLE_KEY": dev_clerk.publishable_key, "CLERK_SECRET_KEY": dev_clerk.secret_key,
-               "CLERK_API_URL": dev_clerk.api_url, "CLERK_FAPI_URL": dev_clerk.fapi_url,
-               "GATEWAY_UPSTREAM": upstream.url}  # fmt: skip
-
-    def load() -> Settings:
-        return load_settings(config, environ, require_upstream=True)
-
-    app = create_app(load(), reload_settings=load)
+    app = _reloadable_app(config, dev_clerk, upstream.url)
     async with serving_asgi(app, lifespan="on") as url:
         old = app.live.current.runtime
         now = time.time()
@@ -185,14 +190,7 @@ async def test_a_reload_while_the_jwks_cannot_be_fetched_keeps_the_keys_it_had(
     async with faulty_proxy(dev_clerk.api_url) as bapi:
         config = tmp_path / "gateway.toml"
         config.write_text('[gateway]\npublic_paths = ["/a/*"]\n')
-        environ = {"CLERK_PUBLISHABLE_KEY": dev_clerk.publishable_key, "CLERK_SECRET_KEY": dev_clerk.secret_key,
-                   "CLERK_API_URL": bapi.url, "CLERK_FAPI_URL": dev_clerk.fapi_url,
-                   "GATEWAY_UPSTREAM": upstream.url}  # fmt: skip
-
-        def load() -> Settings:
-            return load_settings(config, environ, require_upstream=True)
-
-        app = create_app(load(), reload_settings=load)
+        app = _reloadable_app(config, dev_clerk, upstream.url, api_url=bapi.url)
         async with serving_asgi(app, lifespan="on") as url:
             anonymous = {"host": "app.test:8000", **FETCH}
             alice = {**anonymous, "authorization": f"Bearer {mint_token(dev_clerk, 'user_alice')}"}
@@ -215,14 +213,7 @@ async def test_a_watched_file_reloads_when_it_changes(
 ) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text('[gateway]\nreload_watch = 0.05\npublic_paths = ["/a/*"]\n')
-    environ = {"CLERK_PUBLISHABLE_KEY": dev_clerk.publishable_key, "CLERK_SECRET_KEY": dev_clerk.secret_key,
-               "CLERK_API_URL": dev_clerk.api_url, "CLERK_FAPI_URL": dev_clerk.fapi_url,
-               "GATEWAY_UPSTREAM": upstream.url}  # fmt: skip
-
-    def load() -> Settings:
-        return load_settings(config, environ, require_upstream=True)
-
-    app = create_app(load(), reload_settings=load)
+    app = _reloadable_app(config, dev_clerk, upstream.url)
     anonymous = {"host": "app.test:8000", **FETCH}
     async with serving_asgi(app, lifespan="on") as url:
         assert (await http_client.get(f"{url}/b/x", headers=anonymous)).status_code == 401

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.servers import free_port, running
+from tests.support.servers import running
+from tests.support.upstream import unused_port
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS_MODULE = "tests.apps.django_site.settings"
@@ -45,7 +46,7 @@ def migrated_database(data_dir: Path) -> Path:
 def running_django(data_dir: Path, database: Path) -> Iterator[str]:
     """Serve the project with uvicorn on a loopback port, on a copy of `database`; yields its base URL."""
     shutil.copyfile(database, data_dir / DATABASE)
-    port = free_port()
+    port = unused_port()
     command = [sys.executable, "-m", "uvicorn", "tests.apps.django_site.asgi:application",
                "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--lifespan", "off"]
     url = f"http://127.0.0.1:{port}"

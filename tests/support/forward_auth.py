@@ -86,11 +86,12 @@ def wait_until(ready: Callable[[], bool], what: str, process: subprocess.Popen[b
 
 @contextlib.contextmanager
 def running(command: Sequence[str], what: str, log: Path, ready: Callable[[], bool],
-            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+            env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as output:
-        process = subprocess.Popen(list(command), env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
     try:
-        wait_until(ready, what, process, log)
+        wait_until(ready, what, process, log, timeout)
         yield process
     finally:
         process.terminate()

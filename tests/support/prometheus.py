@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import free_port, running
+from tests.support.servers import running
+from tests.support.upstream import unused_port
 
 PROMETHEUS = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
 
@@ -31,7 +32,7 @@ def running_prometheus(data_dir: Path, prefix: str, external_url: str) -> Iterat
 
     Yields its loopback base URL (without the prefix); ready once `{prefix}/-/ready` answers 200."""
     binary = prometheus_or_skip()
-    port = free_port()
+    port = unused_port()
     config = data_dir / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s}\n"

@@ -30,6 +30,7 @@ import httpx
 from gateway.emulator.cookies import DirectiveInputs, session_directives
 from gateway.emulator.server import EmulatorServer
 from gateway.emulator.tokens import mint_session_token
+from tests.support.servers import wait_until_ready
 from tests.support.upstream import unused_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -107,15 +108,7 @@ class Replica:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/__gateway/readyz", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.02)
-        raise AssertionError(f"{self.name} not ready after {timeout}s:\n{self.log_text()}")
+        wait_until_ready(self.process, f"{self.url}/__gateway/readyz", self.log, timeout)
 
     def kill(self) -> None:
         """SIGKILL to the server and its worker at once: no drain, connections reset mid-request."""

@@ -1,50 +1,33 @@
-"""Real servers the tests start as subprocesses: free loopback ports, readiness by polling, clean stops."""
+"""Real servers the tests start as subprocesses, ready when a URL answers 200 (ports: `upstream.unused_port`).
+
+URL-shaped spellings of `forward_auth.wait_until` and `forward_auth.running`, which do the polling and
+the clean stop."""
 
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
+from tests.support.forward_auth import running as running_until
+from tests.support.forward_auth import wait_until
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+
+def _answers_200(url: str) -> Callable[[], bool]:
+    return lambda: httpx.get(url, timeout=2).status_code == 200
 
 
 def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60.0) -> None:
     """Poll `url` until it answers 200; fail with the server's log if it exits or never gets there."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"{url}: the server exited ({process.returncode}):\n{log.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(url).status_code == 200:
-                    return
-            time.sleep(0.05)
-    raise AssertionError(f"{url} was not ready after {timeout:.0f} s:\n{log.read_text()}")
+    wait_until(_answers_200(url), url, process, log, timeout)
 
 
 @contextlib.contextmanager
 def running(command: list[str], ready_url: str, log: Path, env: dict[str, str] | None = None,
             cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Start `command`, wait for `ready_url`, stop it (SIGTERM, then SIGKILL) at the end."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-    try:
-        wait_until_ready(process, ready_url, log)
+    with running_until(command, ready_url, log, _answers_200(ready_url), env=env, cwd=cwd, timeout=60.0) as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

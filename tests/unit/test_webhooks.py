@@ -253,24 +253,17 @@ async def test_without_a_signing_secret_the_endpoint_is_not_there() -> None:
         assert gateway.revocations() == []
 
 
+# An app on an instance of its own, whose webhook endpoint Clerk signs with OTHER_SECRET.
+OPS_OF_ITS_OWN_INSTANCE = json.dumps([{
+    "name": "ops", "hosts": ["ops.test"], "upstream": "http://127.0.0.1:9",
+    "clerk": {"publishable_key": PK_TEST, "secret_key": "sk_test_ops", "webhook_signing_secret": OTHER_SECRET},
+}])  # fmt: skip
+
+
 async def test_an_app_of_its_own_instance_has_its_webhooks_applied_with_its_own_secret() -> None:
     """Clerk signs each instance's endpoint with that endpoint's secret: the app's own instance's
     revocations must take effect too, not be refused as another endpoint's."""
-    apps = json.dumps(
-        [
-            {
-                "name": "ops",
-                "hosts": ["ops.test"],
-                "upstream": "http://127.0.0.1:9",
-                "clerk": {
-                    "publishable_key": PK_TEST,
-                    "secret_key": "sk_test_ops",
-                    "webhook_signing_secret": OTHER_SECRET,
-                },
-            }
-        ]
-    )
-    async for gateway in a_gateway(CLERK_WEBHOOK_SIGNING_SECRET=SECRET, GATEWAY_APPS=apps):
+    async for gateway in a_gateway(CLERK_WEBHOOK_SIGNING_SECRET=SECRET, GATEWAY_APPS=OPS_OF_ITS_OWN_INSTANCE):
         own = an_event(data={"id": "sess_ops"})
         response = await gateway.post(own, signed(own, secret=OTHER_SECRET, message_id="msg_ops"))
         assert response.status_code == 204, response.text
@@ -287,21 +280,7 @@ async def test_an_app_of_its_own_instance_has_its_webhooks_applied_with_its_own_
 
 
 async def test_an_app_of_its_own_instance_alone_opens_the_endpoint() -> None:
-    apps = json.dumps(
-        [
-            {
-                "name": "ops",
-                "hosts": ["ops.test"],
-                "upstream": "http://127.0.0.1:9",
-                "clerk": {
-                    "publishable_key": PK_TEST,
-                    "secret_key": "sk_test_ops",
-                    "webhook_signing_secret": OTHER_SECRET,
-                },
-            }
-        ]
-    )
-    async for gateway in a_gateway(GATEWAY_APPS=apps):
+    async for gateway in a_gateway(GATEWAY_APPS=OPS_OF_ITS_OWN_INSTANCE):
         response = await gateway.post(BODY, signed(BODY, secret=OTHER_SECRET))
         assert response.status_code == 204, response.text
         assert gateway.revocations() == [Revocation("session", "sess_1", REVOKED_AT, REVOKED_AT + 3600)]
